@@ -1,0 +1,115 @@
+"""The in-memory shape of every dataset: a vocabulary plus ragged token arrays per split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+PAD, UNK, EOS = 0, 1, 2
+SPECIALS = ["<pad>", "<unk>", "<eos>"]
+
+
+@dataclass
+class Vocab:
+    """Token strings by id; ids 0, 1, 2 are always <pad>, <unk>, <eos>."""
+
+    itos: list[str]
+    stoi: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self):
+        if self.itos[: len(SPECIALS)] != SPECIALS:
+            raise ValueError(f"a vocabulary must start with {SPECIALS}, got {self.itos[:3]}")
+        self.stoi = {s: i for i, s in enumerate(self.itos)}
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def encode(self, tokens: list[str]) -> list[int]:
+        return [self.stoi.get(t, UNK) for t in tokens]
+
+    def decode(self, ids) -> list[str]:
+        return [self.itos[i] for i in ids]
+
+
+class Sequences(Dataset):
+    """A ragged array of token sequences stored flat (``tokens[offsets[i]:offsets[i+1]]``),
+    with optional labels. Flat storage keeps memory small and maps straight onto a memmap."""
+
+    def __init__(self, tokens: np.ndarray, offsets: np.ndarray, labels: np.ndarray | None = None,
+                 max_len: int | None = None):
+        if labels is not None and len(labels) != len(offsets) - 1:
+            raise ValueError(f"{len(labels)} labels for {len(offsets) - 1} sequences")
+        self.tokens, self.offsets, self.labels, self.max_len = tokens, offsets, labels, max_len
+
+    @classmethod
+    def from_lists(cls, seqs: list, labels=None, max_len: int | None = None) -> "Sequences":
+        lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+        offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        tokens = np.concatenate([np.asarray(s, dtype=np.int32) for s in seqs]) if seqs else np.zeros(0, np.int32)
+        return cls(tokens, offsets, None if labels is None else np.asarray(labels, dtype=np.int64), max_len)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        lengths = np.diff(self.offsets)
+        return lengths if self.max_len is None else np.minimum(lengths, self.max_len)
+
+    def __getitem__(self, i: int):
+        start = self.offsets[i]
+        end = self.offsets[i + 1] if self.max_len is None else min(self.offsets[i + 1], start + self.max_len)
+        return self.tokens[start:end], -1 if self.labels is None else int(self.labels[i])
+
+    def truncated(self, max_len: int | None) -> "Sequences":
+        return Sequences(self.tokens, self.offsets, self.labels, max_len)
+
+    def text_only(self) -> "Sequences":
+        return Sequences(self.tokens, self.offsets, None, self.max_len)
+
+
+def concat(parts: list[Sequences]) -> Sequences:
+    """Concatenate text of several splits (labels dropped): the pretraining pool."""
+    tokens = np.concatenate([p.tokens[p.offsets[0]:p.offsets[-1]] for p in parts])
+    lengths = np.concatenate([np.diff(p.offsets) for p in parts])
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return Sequences(tokens, offsets, None, parts[0].max_len)
+
+
+@dataclass
+class Corpus:
+    """Everything a run needs from a dataset. ``unlabeled`` may be empty; the vocabulary is built
+    from training text (labeled + unlabeled) only."""
+
+    name: str
+    vocab: Vocab
+    train: Sequences
+    val: Sequences
+    test: Sequences
+    unlabeled: Sequences
+    class_names: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def pretrain_text(self) -> Sequences:
+        """Unlabeled sequences plus the labeled training text: what pretraining may see."""
+        return concat([self.unlabeled, self.train])
+
+
+def collate(batch: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-pad a batch: (tokens [B, T] with PAD, lengths [B], labels [B] (-1 when unlabeled))."""
+    lengths = np.fromiter((len(t) for t, _ in batch), dtype=np.int64, count=len(batch))
+    if lengths.min(initial=1) == 0:
+        raise ValueError("a sequence of length 0 reached the model; drop empty texts when loading the data")
+    tokens = np.full((len(batch), lengths.max()), PAD, dtype=np.int64)
+    for row, (seq, _) in enumerate(batch):
+        tokens[row, : len(seq)] = seq
+    labels = np.fromiter((y for _, y in batch), dtype=np.int64, count=len(batch))
+    return torch.from_numpy(tokens), torch.from_numpy(lengths), torch.from_numpy(labels)

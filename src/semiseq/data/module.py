@@ -1,0 +1,71 @@
+"""Batches for Lightning: length-bucketed, right-padded, deterministic from a seed."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from semiseq.data.corpus import Corpus, Sequences, collate
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Shuffle, sort by length within chunks of ``chunk_batches`` batches, then shuffle the batches:
+    batches hold similar lengths (little padding) yet every epoch sees a new order."""
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool = True, bucket: bool = True,
+                 chunk_batches: int = 50, seed: int = 0):
+        self.lengths, self.batch_size = np.asarray(lengths), batch_size
+        self.shuffle, self.bucket, self.chunk, self.seed = shuffle, bucket, batch_size * chunk_batches, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self):
+        rng = np.random.default_rng((self.seed, self.epoch))
+        self.epoch += 1
+        n = len(self.lengths)
+        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        if self.bucket:
+            chunk = self.chunk if self.shuffle else n  # evaluation: one global sort
+            order = np.concatenate([c[np.argsort(self.lengths[c], kind="stable")]
+                                    for c in np.split(order, range(chunk, n, chunk))]) if n else order
+        batches = np.split(order, range(self.batch_size, n, self.batch_size))
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return iter(b.tolist() for b in batches)
+
+
+class SequenceDataModule(L.LightningDataModule):
+    """Serves a :class:`Corpus` to a pretraining (text only) or classification task."""
+
+    def __init__(self, corpus: Corpus, task: str, batch_size: int, eval_batch_size: int = 256,
+                 max_len: int | None = None, bucket: bool = True, num_workers: int = 0, seed: int = 0):
+        super().__init__()
+        if task not in ("pretrain", "classify"):
+            raise ValueError(f"task must be 'pretrain' or 'classify', got {task!r}")
+        self.corpus, self.task, self.batch_size, self.eval_batch_size = corpus, task, batch_size, eval_batch_size
+        self.max_len, self.bucket, self.num_workers, self.seed = max_len, bucket, num_workers, seed
+
+    @property
+    def vocab(self):
+        return self.corpus.vocab
+
+    def _loader(self, data: Sequences, train: bool) -> DataLoader:
+        data = data.truncated(self.max_len)
+        sampler = BucketBatchSampler(data.lengths, self.batch_size if train else self.eval_batch_size,
+                                     shuffle=train, bucket=self.bucket, seed=self.seed)
+        return DataLoader(data, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
+
+    def train_dataloader(self) -> DataLoader:
+        data = self.corpus.pretrain_text() if self.task == "pretrain" else self.corpus.train
+        return self._loader(data, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.corpus.val, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.corpus.test, train=False)

@@ -1,0 +1,59 @@
+"""The offline default: a corpus generated from a seed, built so that pretraining visibly helps.
+
+Each of ``num_topics`` latent topics is a sparse Markov chain over ``num_symbols`` tokens whose
+transition matrix is the mean of ``mix`` random permutation matrices, blended with ``noise``
+uniform mass. Such matrices are doubly stochastic, so the stationary distribution is uniform and
+sequences start from it: token counts say nothing about the topic (bag-of-words is at chance) and
+only transitions do. The label is ``topic % num_classes``. Many unlabeled sequences teach an LSTM
+the transitions; a few hundred labels are too few to learn them from scratch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from semiseq.data.corpus import SPECIALS, Corpus, Sequences, Vocab
+
+
+def topic_chains(rng: np.random.Generator, num_topics: int, num_symbols: int, mix: int, noise: float) -> np.ndarray:
+    """Transition matrices [topic, from, to], each row a distribution."""
+    eye = np.eye(num_symbols)
+    chains = np.stack([
+        np.mean([eye[rng.permutation(num_symbols)] for _ in range(mix)], axis=0) for _ in range(num_topics)
+    ])
+    return (1 - noise) * chains + noise / num_symbols
+
+
+def sample(rng: np.random.Generator, chains: np.ndarray, n: int, min_len: int, max_len: int,
+           num_classes: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Sample ``n`` sequences of symbol ids (vectorised over sequences) and their labels."""
+    num_topics, num_symbols, _ = chains.shape
+    topics = rng.integers(num_topics, size=n)
+    lengths = rng.integers(min_len, max_len + 1, size=n)
+    cdf = np.cumsum(chains, axis=-1)
+    seqs = np.empty((n, max_len), dtype=np.int32)
+    seqs[:, 0] = rng.integers(num_symbols, size=n)
+    for t in range(1, max_len):
+        u = rng.random(n)[:, None]
+        nxt = (u > cdf[topics, seqs[:, t - 1]]).sum(-1)
+        seqs[:, t] = np.minimum(nxt, num_symbols - 1)  # guards float round-off in the last cdf entry
+    return [s[:length] for s, length in zip(seqs, lengths)], topics % num_classes
+
+
+def make_corpus(seed: int = 0, num_topics: int = 16, num_symbols: int = 32, mix: int = 2, noise: float = 0.1,
+                min_len: int = 20, max_len: int = 60, num_classes: int = 2, num_unlabeled: int = 20000,
+                num_train: int = 200, num_val: int = 1000, num_test: int = 1000) -> Corpus:
+    """Generate the synthetic corpus; the same arguments always give the same corpus."""
+    if num_topics % num_classes:
+        raise ValueError(f"num_topics={num_topics} must be a multiple of num_classes={num_classes}")
+    rng = np.random.default_rng(seed)
+    chains = topic_chains(rng, num_topics, num_symbols, mix, noise)
+    offset = len(SPECIALS)  # symbol s is token id s + 3
+
+    def split(n: int, labeled: bool = True) -> Sequences:
+        seqs, labels = sample(rng, chains, n, min_len, max_len, num_classes)
+        return Sequences.from_lists([s + offset for s in seqs], labels if labeled else None)
+
+    unlabeled, train, val, test = split(num_unlabeled, False), split(num_train), split(num_val), split(num_test)
+    vocab = Vocab(SPECIALS + [f"s{i:02d}" for i in range(num_symbols)])
+    return Corpus("synthetic", vocab, train, val, test, unlabeled, [f"class{c}" for c in range(num_classes)])

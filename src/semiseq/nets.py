@@ -1,0 +1,126 @@
+"""The networks, in plain torch.nn: a Backbone (embedding + LSTM) shared by the language model,
+the sequence autoencoder and the classifier. Nothing here knows about Lightning.
+
+Sequences are right-padded with PAD and come with their lengths. Padding never enters a loss (PAD
+targets are ignored), a readout (the last *real* step is read) or an encoder state (see
+``Backbone.encode``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from semiseq.data.corpus import EOS, PAD
+
+State = tuple[torch.Tensor, torch.Tensor]
+
+
+class Backbone(nn.Module):
+    """Embedding + LSTM: the part that pretraining teaches and the classifier inherits."""
+
+    def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int, num_layers: int = 1,
+                 embed_dropout: float = 0.0, dropout: float = 0.0):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD)
+        self.embed_dropout = nn.Dropout(embed_dropout)
+        self.lstm = nn.LSTM(embed_dim, hidden_dim, num_layers, batch_first=True,
+                            dropout=dropout if num_layers > 1 else 0.0)
+
+    def forward(self, tokens: torch.Tensor, state: State | None = None) -> torch.Tensor:
+        """tokens [B, T] -> top-layer outputs [B, T, H]. With right padding the LSTM is causal, so the
+        outputs at real positions are exact; positions past a sequence's length are not to be used."""
+        out, _ = self.lstm(self.embed_dropout(self.embedding(tokens)), state)
+        return out
+
+    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor, state: State | None = None) -> State:
+        """The (h, c) of every layer after each sequence's last real token, each [layers, B, H].
+
+        Rows are sorted by length and the LSTM runs segment by segment between distinct lengths,
+        dropping rows as they end: no step is computed on padding, as with packing, but every call
+        takes the LSTM's fast equal-length path (packed batches of mixed lengths are ~3x slower on CPU).
+        """
+        x = self.embed_dropout(self.embedding(tokens))
+        lengths = lengths.cpu()
+        order = torch.argsort(lengths, descending=True, stable=True)  # the rows still running form a prefix
+        x, ends = x[order.to(x.device)], lengths[order]
+        if state is not None:
+            state = tuple(s[:, order.to(s.device)] for s in state)
+        done_h, done_c, start, active = [], [], 0, len(order)
+        for end in torch.unique(ends).tolist():  # ascending
+            _, (h, c) = self.lstm(x[:active, start:end], state)
+            still = int((ends > end).sum())
+            done_h.append(h[:, still:active])
+            done_c.append(c[:, still:active])
+            state, start, active = (h[:, :still], c[:, :still]), end, still
+        inverse = torch.argsort(order).to(x.device)
+        return torch.cat(done_h[::-1], 1)[:, inverse], torch.cat(done_c[::-1], 1)[:, inverse]
+
+
+def teacher_forcing(tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoder inputs ``<eos> x1..xT`` and targets ``x1..xT <eos>`` (PAD beyond: ignored by the loss)."""
+    go = tokens.new_full((tokens.size(0), 1), EOS)
+    inputs = torch.cat([go, tokens], dim=1)
+    targets = torch.cat([tokens, tokens.new_full((tokens.size(0), 1), PAD)], dim=1)
+    targets.scatter_(1, lengths.to(tokens.device).unsqueeze(1), EOS)
+    return inputs, targets
+
+
+class LanguageModel(nn.Module):
+    """Next-token prediction with the backbone (the paper's LM-LSTM)."""
+
+    def __init__(self, backbone: Backbone, dropout: float = 0.0):
+        super().__init__()
+        self.backbone = backbone
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(backbone.lstm.hidden_size, backbone.embedding.num_embeddings)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, state: State | None = None):
+        """Returns (logits [B, T+1, V], targets [B, T+1]) with PAD targets to ignore."""
+        inputs, targets = teacher_forcing(tokens, lengths)
+        return self.output(self.dropout(self.backbone(inputs, state))), targets
+
+
+class SequenceAutoencoder(LanguageModel):
+    """The paper's SA-LSTM: the backbone reads the sequence, then the *same* backbone, started from
+    that final state, reconstructs it token by token. Encoder and decoder are one set of weights."""
+
+    @property
+    def encoder(self) -> Backbone:
+        return self.backbone
+
+    @property
+    def decoder(self) -> Backbone:
+        return self.backbone
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, state: State | None = None):
+        return super().forward(tokens, lengths, self.encoder.encode(tokens, lengths, state))
+
+
+class Classifier(nn.Module):
+    """Backbone -> last real step -> ReLU hidden layer with dropout -> class logits."""
+
+    def __init__(self, backbone: Backbone, num_classes: int, head_dim: int = 512, head_dropout: float = 0.5,
+                 dropout: float = 0.0):
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(backbone.lstm.hidden_size, head_dim),
+            nn.ReLU(),
+            nn.Dropout(head_dropout),
+            nn.Linear(head_dim, num_classes),
+        )
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        out = self.backbone(tokens)
+        last = out[torch.arange(out.size(0), device=out.device), lengths.to(out.device) - 1]
+        return self.head(last)  # top layer's output at each sequence's last real token
+
+
+def token_loss(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy over real (non-PAD) target tokens, and their count."""
+    loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=PAD, reduction="sum")
+    count = (targets != PAD).sum()
+    return loss / count, count

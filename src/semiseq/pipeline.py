@@ -1,0 +1,136 @@
+"""What ``train.py`` runs: build data, task and trainer from the composed config, then pretrain or
+fine-tune (pretraining first, through the cache, when ``init`` asks for weights that are not there)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from semiseq import runs
+from semiseq.data import Corpus, SequenceDataModule
+from semiseq.tasks import OBJECTIVES, ClassifierTask, Pretrainer
+from semiseq.transfer import load_backbone
+
+log = logging.getLogger(__name__)
+
+
+def build_corpus(cfg: DictConfig) -> Corpus:
+    return instantiate(cfg.data.corpus)
+
+
+def build_datamodule(cfg: DictConfig, corpus: Corpus, task: str) -> SequenceDataModule:
+    stage = cfg.pretrain if task == "pretrain" else cfg.finetune
+    return SequenceDataModule(corpus, task, stage.batch_size, cfg.data.eval_batch_size, cfg.data.max_len,
+                              cfg.data.bucket, cfg.data.num_workers, seed=cfg.seed)
+
+
+def _net_kwargs(cfg: DictConfig, corpus: Corpus, stage: DictConfig) -> dict:
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    model.pop("objective")
+    return dict(model, vocab_size=len(corpus.vocab), vocab=corpus.vocab.itos, lr=stage.lr,
+                weight_decay=stage.weight_decay)
+
+
+def build_pretrainer(cfg: DictConfig, corpus: Corpus, objective: str) -> Pretrainer:
+    return Pretrainer(objective, **_net_kwargs(cfg, corpus, cfg.pretrain))
+
+
+def build_classifier(cfg: DictConfig, corpus: Corpus) -> ClassifierTask:
+    return ClassifierTask(corpus.num_classes, head_lr=cfg.finetune.head_lr, **_net_kwargs(cfg, corpus, cfg.finetune))
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list, **stage) -> L.Trainer:
+    extra = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    return instantiate(cfg.trainer, default_root_dir=str(run_dir), logger=loggers or False,
+                       callbacks=callbacks + extra, **stage)
+
+
+def pretrain(cfg: DictConfig, corpus: Corpus, objective: str, run_dir: Path) -> Path:
+    """Pretrain the backbone without labels; returns the final checkpoint in ``run_dir/checkpoints``."""
+    L.seed_everything(cfg.pretrain.seed, workers=True)
+    task = build_pretrainer(cfg, corpus, objective)
+    loggers = runs.make_loggers(cfg, run_dir, "pretrain", [corpus.name, f"objective:{objective}"])
+    steps = cfg.pretrain.max_steps
+    periodic = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True,
+                               every_n_train_steps=cfg.pretrain.val_every_n_steps)
+    trainer = build_trainer(cfg, run_dir, loggers, [periodic], max_steps=steps, max_epochs=-1,
+                            val_check_interval=min(cfg.pretrain.val_every_n_steps, steps),
+                            check_val_every_n_epoch=None, gradient_clip_val=cfg.pretrain.grad_clip)
+    start = time.perf_counter()
+    trainer.fit(task, build_datamodule(cfg, corpus, "pretrain"))
+    path = run_dir / "checkpoints" / "pretrained.ckpt"
+    trainer.save_checkpoint(path)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    runs.write_json(run_dir / "results.json", {"mode": "pretrain", "objective": objective, "checkpoint": str(path),
+                                               "wall_s": time.perf_counter() - start, **metrics})
+    runs.finish_loggers(loggers)
+    log.info("pretrained %s in %.0fs: val/loss %.3f, val/ppl %.2f -> %s", objective, time.perf_counter() - start,
+             metrics.get("val/loss", float("nan")), metrics.get("val/ppl", float("nan")), path)
+    return path
+
+
+def init_checkpoint(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> Path | None:
+    """The checkpoint ``init`` points at: none for random init, the given path, or the cached
+    pretrained weights for this data+model+pretrain config (pretrained now if absent)."""
+    name = cfg.init.name
+    if name == "random":
+        return None
+    if name not in OBJECTIVES:
+        raise ValueError(f"unknown init {name!r}; choose random, " + ", ".join(OBJECTIVES))
+    if cfg.init.checkpoint:
+        return Path(cfg.init.checkpoint)
+    return runs.cached_pretrained(cfg, name, lambda: pretrain(cfg, corpus, name, run_dir / f"pretrain-{name}"))
+
+
+def finetune(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> dict:
+    """Train the classifier from ``init``, keep the best validation epoch, and test it."""
+    source = init_checkpoint(cfg, corpus, run_dir)
+    L.seed_everything(cfg.seed, workers=True)
+    task = build_classifier(cfg, corpus)
+    loaded = load_backbone(task, source, corpus.vocab.itos, corpus.name) if source else 0
+    loggers = runs.make_loggers(cfg, run_dir, "finetune", [corpus.name, f"init:{cfg.init.name}"])
+    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max",
+                           save_last=True)
+    trainer = build_trainer(cfg, run_dir, loggers, [best], max_epochs=cfg.finetune.max_epochs,
+                            gradient_clip_val=cfg.finetune.grad_clip)
+    for logger in loggers:
+        logger.log_metrics({"init/tensors_loaded": loaded})
+    start = time.perf_counter()
+    trainer.fit(task, build_datamodule(cfg, corpus, "classify"))
+    (metrics,) = trainer.test(ckpt_path=best.best_model_path, datamodule=build_datamodule(cfg, corpus, "classify"),
+                              verbose=False)
+    results = {"mode": "finetune", "data": corpus.name, "init": cfg.init.name, "init_checkpoint": str(source or ""),
+               "tensors_loaded": loaded, "val/acc_best": float(best.best_model_score), "best_checkpoint":
+               best.best_model_path, "wall_s": time.perf_counter() - start, **metrics}
+    runs.write_json(run_dir / "results.json", results)
+    runs.finish_loggers(loggers)
+    return results
+
+
+def run(cfg: DictConfig) -> float:
+    """Run the stage ``cfg.mode.name``; returns the validation metric a sweeper optimises."""
+    start = time.perf_counter()
+    run_dir = Path(cfg.paths.output_dir)
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg.threads)
+    corpus = build_corpus(cfg)
+    if cfg.mode.name == "pretrain":
+        path = pretrain(cfg, corpus, cfg.model.objective, run_dir)
+        cached = runs.cache_store(cfg, cfg.model.objective, path)
+        print(f"[semiseq] pretrained {cfg.model.objective} on {corpus.name} in {time.perf_counter() - start:.0f}s: "
+              f"{path} (cached as {cached})", flush=True)
+        return float(runs.read_json(run_dir / "results.json")["val/loss"])
+    if cfg.mode.name == "finetune":
+        r = finetune(cfg, corpus, run_dir)
+        print(f"[semiseq] {corpus.name} init={cfg.init.name}: test accuracy {100 * r['test/acc']:.2f}% "
+              f"(error {r['test/error']:.2f}%), best val accuracy {100 * r['val/acc_best']:.2f}%, "
+              f"{time.perf_counter() - start:.0f}s -> {run_dir}", flush=True)
+        return r["val/acc_best"]
+    raise ValueError(f"unknown mode {cfg.mode.name!r}; choose pretrain or finetune")

@@ -1,0 +1,119 @@
+"""LightningModules: each owns one objective around a network from :mod:`semiseq.nets`.
+
+Hyper-parameters are primitives only (so checkpoints load with ``weights_only=True``); the
+vocabulary travels in the checkpoint under ``checkpoint["semiseq"]``, beside the weights.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from semiseq.nets import Backbone, Classifier, LanguageModel, SequenceAutoencoder, token_loss
+
+OBJECTIVES = {"sa": SequenceAutoencoder, "lm": LanguageModel}
+
+
+class _Task(L.LightningModule):
+    """What both tasks share: Adam, and the vocabulary + kind stored in every checkpoint."""
+
+    kind: str
+
+    def __init__(self, vocab: list[str] | None):
+        super().__init__()
+        self.vocab = vocab
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["semiseq"] = {"kind": self.kind, "vocab": self.vocab}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.vocab = checkpoint.get("semiseq", {}).get("vocab")
+
+
+class Pretrainer(_Task):
+    """Unsupervised pretraining: ``objective='sa'`` (sequence autoencoder) or ``'lm'`` (language model).
+    Logs per-token cross-entropy and perplexity."""
+
+    def __init__(self, objective: str, vocab_size: int, embed_dim: int, hidden_dim: int, num_layers: int = 1,
+                 embed_dropout: float = 0.0, dropout: float = 0.0, lr: float = 1e-3, weight_decay: float = 0.0,
+                 vocab: list[str] | None = None, **_classifier_only):
+        super().__init__(vocab)
+        if objective not in OBJECTIVES:
+            raise ValueError(f"unknown pretraining objective {objective!r}; choose one of {sorted(OBJECTIVES)}")
+        self.save_hyperparameters(ignore=["vocab", "_classifier_only"])
+        self.kind = objective
+        backbone = Backbone(vocab_size, embed_dim, hidden_dim, num_layers, embed_dropout, dropout)
+        self.net = OBJECTIVES[objective](backbone, dropout)
+        self.val_loss = MeanMetric()
+
+    def training_step(self, batch, batch_idx):
+        tokens, lengths, _ = batch
+        loss, count = token_loss(*self.net(tokens, lengths))
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        tokens, lengths, _ = batch
+        loss, count = token_loss(*self.net(tokens, lengths))
+        self.val_loss.update(loss, weight=count)  # per-token mean over the whole validation set
+
+    def on_validation_epoch_end(self):
+        loss = self.val_loss.compute()
+        self.val_loss.reset()
+        self.log_dict({"val/loss": loss, "val/ppl": torch.exp(loss)}, prog_bar=True)
+
+
+class ClassifierTask(_Task):
+    """Supervised classification; reports accuracy and test error (%)."""
+
+    kind = "classifier"
+
+    def __init__(self, num_classes: int, vocab_size: int, embed_dim: int, hidden_dim: int, num_layers: int = 1,
+                 embed_dropout: float = 0.0, dropout: float = 0.0, head_dim: int = 512, head_dropout: float = 0.5,
+                 lr: float = 1e-3, head_lr: float | None = None, weight_decay: float = 0.0,
+                 vocab: list[str] | None = None, **_pretrain_only):
+        super().__init__(vocab)
+        self.save_hyperparameters(ignore=["vocab", "_pretrain_only"])
+        backbone = Backbone(vocab_size, embed_dim, hidden_dim, num_layers, embed_dropout, dropout)
+        self.net = Classifier(backbone, num_classes, head_dim, head_dropout, dropout)
+        self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(num_classes, average="micro")
+                                                       for _ in range(3))
+
+    def forward(self, tokens, lengths):
+        return self.net(tokens, lengths)
+
+    def configure_optimizers(self):
+        # A head that learns slower than the backbone cannot just memorise a few labels from
+        # whatever features it is given: the (pretrained) backbone has to carry the task.
+        groups = [{"params": self.net.backbone.parameters()},
+                  {"params": self.net.head.parameters(), "lr": self.hparams.head_lr or self.hparams.lr}]
+        return torch.optim.Adam(groups, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+    def _step(self, batch, acc: MulticlassAccuracy):
+        tokens, lengths, labels = batch
+        logits = self.net(tokens, lengths)
+        acc.update(logits, labels)
+        return F.cross_entropy(logits, labels)
+
+    def training_step(self, batch, batch_idx):
+        loss = self._step(batch, self.train_acc)
+        self.log_dict({"train/loss": loss, "train/acc": self.train_acc}, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        loss = self._step(batch, self.val_acc)
+        self.log_dict({"val/loss": loss, "val/acc": self.val_acc}, prog_bar=True)
+
+    def test_step(self, batch, batch_idx):
+        self.log("test/loss", self._step(batch, self.test_acc))
+
+    def on_test_epoch_end(self):
+        acc = self.test_acc.compute()
+        self.test_acc.reset()
+        self.log_dict({"test/acc": acc, "test/error": 100.0 * (1.0 - acc)})

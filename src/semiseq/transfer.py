@@ -1,0 +1,75 @@
+"""Weight transfer: copy the pretrained backbone (embedding + LSTM) into a classifier, by name,
+with its shapes and vocabulary checked."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+PREFIX = "net.backbone."
+
+
+class TransferError(ValueError):
+    """A checkpoint cannot initialise this model; the message says why and what to do."""
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Load a semiseq checkpoint safely (``weights_only=True``), refusing anything else clearly."""
+    path = Path(path)
+    if not path.is_file():
+        raise TransferError(f"checkpoint {path} does not exist; pass init.checkpoint=PATH to a pretraining "
+                            "checkpoint, or leave it null to pretrain (or reuse the cached weights)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated file, pickled objects, not a torch file...
+        raise TransferError(f"checkpoint {path} cannot be read safely ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0]}); it may be truncated or not a semiseq checkpoint: "
+                            "delete it and pretrain again") from e
+    if not isinstance(ckpt, dict) or "semiseq" not in ckpt or "state_dict" not in ckpt:
+        raise TransferError(f"checkpoint {path} was not written by semiseq (no 'semiseq' metadata); "
+                            "pretrain with `python train.py mode=pretrain`")
+    return ckpt
+
+
+def check_vocab(ckpt_vocab: list[str], vocab: list[str], ckpt_name: str, data_name: str) -> None:
+    """Raise one clear error when the checkpoint's vocabulary differs from the dataset's."""
+    if ckpt_vocab == vocab:
+        return
+    first = next((i for i, (a, b) in enumerate(zip(ckpt_vocab, vocab)) if a != b), min(len(ckpt_vocab), len(vocab)))
+    at = lambda v: repr(v[first]) if first < len(v) else "<end>"  # noqa: E731
+    raise TransferError(
+        f"vocabulary mismatch: checkpoint {ckpt_name} has {len(ckpt_vocab)} tokens but dataset {data_name!r} has "
+        f"{len(vocab)}; they first differ at id {first} ({at(ckpt_vocab)} vs {at(vocab)}). Pretrain on this "
+        "dataset's vocabulary (leave init.checkpoint=null) or fine-tune on the data the checkpoint was built from.")
+
+
+def load_backbone(model: nn.Module, path: str | Path, vocab: list[str], data_name: str = "?") -> int:
+    """Copy every ``net.backbone.*`` tensor of the checkpoint into ``model`` (a task whose ``net`` has a
+    ``backbone``). Returns the number of tensors copied."""
+    ckpt = read_checkpoint(path)
+    check_vocab(ckpt["semiseq"]["vocab"], vocab, str(path), data_name)
+    source = {k: v for k, v in ckpt["state_dict"].items() if k.startswith(PREFIX)}
+    if not source:
+        raise TransferError(f"checkpoint {path} holds no backbone tensors ({PREFIX}*)")
+    target = model.state_dict()
+    for name, tensor in source.items():
+        if name not in target:
+            raise TransferError(f"checkpoint {path} has {name}, which this model lacks: the pretrained network "
+                                "has more layers than model.num_layers")
+        if target[name].shape != tensor.shape:
+            raise TransferError(f"shape mismatch for {name}: checkpoint {path} has {tuple(tensor.shape)}, the model "
+                                f"has {tuple(target[name].shape)}; use the same model.* sizes as for pretraining")
+    missing = [k for k in target if k.startswith(PREFIX) and k not in source]
+    if missing:
+        raise TransferError(f"checkpoint {path} lacks {missing}: the pretrained network has fewer layers than the model")
+    with torch.no_grad():
+        for name, tensor in source.items():
+            target[name].copy_(tensor)
+    log.info("initialised %d backbone tensors (%s parameters) from %s (%s)", len(source),
+             f"{sum(t.numel() for t in source.values()):,}", path, ckpt["semiseq"]["kind"])
+    return len(source)

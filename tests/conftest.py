@@ -1,0 +1,28 @@
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ["WANDB_MODE"] = "offline"
+os.environ.setdefault("WANDB_SILENT", "true")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    """Compose conf/train.yaml like `train.py` would, with every path inside tmp_path."""
+
+    def _make(*overrides: str):
+        with initialize_config_dir(config_dir=str(CONF), version_base=None):
+            return compose("train", overrides=[f"paths.log_dir={tmp_path}/logs", f"paths.output_dir={tmp_path}/run",
+                                               *overrides])
+
+    return _make

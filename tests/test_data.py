@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+
+from semiseq.data import PAD, BucketBatchSampler, Sequences, collate
+from semiseq.data.synthetic import make_corpus
+
+SMALL = dict(num_topics=4, num_symbols=8, num_unlabeled=300, num_train=40, num_val=30, num_test=30)
+
+
+def test_synthetic_corpus_is_deterministic_and_shaped_as_asked():
+    a, b, c = make_corpus(seed=1, **SMALL), make_corpus(seed=1, **SMALL), make_corpus(seed=2, **SMALL)
+    assert np.array_equal(a.unlabeled.tokens, b.unlabeled.tokens) and np.array_equal(a.test.labels, b.test.labels)
+    assert not np.array_equal(a.unlabeled.tokens, c.unlabeled.tokens)
+    assert (len(a.unlabeled), len(a.train), len(a.val), len(a.test)) == (300, 40, 30, 30)
+    assert a.unlabeled.labels is None and set(a.train.labels) <= {0, 1}
+    assert len(a.vocab) == 3 + 8 and a.vocab.itos[:3] == ["<pad>", "<unk>", "<eos>"]
+    assert a.train.tokens.min() >= 3 and a.train.lengths.min() >= 20 and a.train.lengths.max() <= 60
+    assert len(a.pretrain_text()) == 340  # unlabeled + labeled training text, never val/test
+
+
+def test_only_transitions_carry_the_label():
+    """Unigram counts are nearly uniform in both classes; bigram counts are not (pretraining must
+    teach transitions)."""
+    corpus = make_corpus(seed=0, num_train=2000, num_unlabeled=0)
+    data, uni = corpus.train, np.zeros((2, 35))
+    bi = np.zeros((2, 35, 35))
+    for i in range(len(data)):
+        seq, y = data[i]
+        np.add.at(uni[y], seq, 1)
+        np.add.at(bi[y], (seq[:-1], seq[1:]), 1)
+    uni, bi = uni / uni.sum(1, keepdims=True), bi / bi.sum((1, 2), keepdims=True)
+    assert np.abs(uni[0] - uni[1]).sum() < 0.1
+    assert np.abs(bi[0] - bi[1]).sum() > 0.5
+
+
+def test_bucketed_batches_cover_every_sequence_once_with_little_padding():
+    lengths = np.random.default_rng(0).integers(5, 200, size=1000)
+    sampler = BucketBatchSampler(lengths, batch_size=32, seed=0)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    waste = sum(len(b) * lengths[b].max() - lengths[b].sum() for b in batches) / sum(len(b) * lengths[b].max() for b in batches)
+    plain = list(BucketBatchSampler(lengths, batch_size=32, seed=0, bucket=False))
+    plain_waste = sum(len(b) * lengths[b].max() - lengths[b].sum() for b in plain) / sum(len(b) * lengths[b].max() for b in plain)
+    assert waste < 0.05 < plain_waste
+    assert [b for b in sampler] != batches  # a new order every epoch
+
+
+def test_collate_pads_right_and_truncates():
+    data = Sequences.from_lists([[3, 4, 5, 6], [7]], labels=[1, 0], max_len=3)
+    tokens, lengths, labels = collate([data[0], data[1]])
+    assert tokens.tolist() == [[3, 4, 5], [7, PAD, PAD]] and lengths.tolist() == [3, 1] and labels.tolist() == [1, 0]
+
+
+def test_empty_sequence_is_refused_clearly():
+    data = Sequences.from_lists([[3], []])
+    with pytest.raises(ValueError, match="length 0"):
+        collate([data[0], data[1]])

@@ -1,0 +1,75 @@
+import torch
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from semiseq.data import EOS, PAD
+from semiseq.nets import Backbone, Classifier, LanguageModel, SequenceAutoencoder, teacher_forcing, token_loss
+
+V = 20
+
+
+def padded_batch(lengths, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(3, V, (len(lengths), max(lengths)), generator=g)
+    for row, n in enumerate(lengths):
+        tokens[row, n:] = PAD
+    return tokens, torch.tensor(lengths)
+
+
+def test_encoder_and_decoder_of_the_sequence_autoencoder_are_the_same_parameters():
+    torch.manual_seed(0)
+    sa = SequenceAutoencoder(Backbone(V, 8, 16, num_layers=2))
+    assert sa.encoder is sa.decoder
+    own = {id(p) for p in sa.parameters()}
+    assert own == {id(p) for p in sa.backbone.parameters()} | {id(p) for p in sa.output.parameters()}
+    # Both the reading and the reconstruction pass push gradient into the one embedding matrix:
+    tokens, lengths = padded_batch([5, 3])
+    token_loss(*sa(tokens, lengths))[0].backward()
+    with_encoder = sa.backbone.embedding.weight.grad.clone()
+    sa.zero_grad()
+    lm = LanguageModel(sa.backbone)  # the same decoder pass without the encoder
+    token_loss(*lm(tokens, lengths))[0].backward()
+    assert not torch.allclose(with_encoder, sa.backbone.embedding.weight.grad)
+
+
+def test_teacher_forcing_shifts_in_eos_and_ends_with_eos():
+    tokens, lengths = padded_batch([3, 1])
+    inputs, targets = teacher_forcing(tokens, lengths)
+    assert inputs[:, 0].tolist() == [EOS, EOS]
+    assert inputs[0, 1:4].tolist() == tokens[0, :3].tolist()
+    assert targets[0].tolist() == tokens[0, :3].tolist() + [EOS]
+    assert targets[1].tolist() == [tokens[1, 0].item(), EOS, PAD, PAD]
+
+
+def test_encode_gives_the_state_at_each_real_end_like_packing():
+    torch.manual_seed(0)
+    bb = Backbone(V, 8, 16, num_layers=2)
+    tokens, lengths = padded_batch([3, 7, 7, 1, 5, 2])
+    h, c = bb.encode(tokens, lengths)
+    packed = pack_padded_sequence(bb.embedding(tokens), lengths, batch_first=True, enforce_sorted=False)
+    _, (h_ref, c_ref) = bb.lstm(packed)
+    torch.testing.assert_close(h, h_ref)
+    torch.testing.assert_close(c, c_ref)
+
+
+def test_padding_does_not_change_a_prediction_or_a_loss():
+    torch.manual_seed(0)
+    clf = Classifier(Backbone(V, 8, 16), num_classes=3, head_dim=8).eval()
+    sa = SequenceAutoencoder(Backbone(V, 8, 16)).eval()
+    tokens, lengths = padded_batch([4, 9, 2])
+    for row in range(3):
+        n = int(lengths[row])
+        alone = tokens[row:row + 1, :n], lengths[row:row + 1]
+        torch.testing.assert_close(clf(*alone)[0], clf(tokens, lengths)[row])
+        logits, targets = sa(tokens, lengths)
+        in_batch = F.cross_entropy(logits[row], targets[row], ignore_index=PAD, reduction="sum")
+        torch.testing.assert_close(token_loss(*sa(*alone))[0] * (n + 1), in_batch)
+
+
+def test_token_loss_ignores_padding():
+    logits = torch.randn(2, 3, V)
+    targets = torch.tensor([[5, 6, PAD], [7, PAD, PAD]])
+    loss, count = token_loss(logits, targets)
+    assert count == 3
+    expected = F.cross_entropy(logits[targets != PAD], targets[targets != PAD])
+    torch.testing.assert_close(loss, expected)

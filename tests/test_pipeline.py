@@ -1,0 +1,109 @@
+"""Pretraining, weight transfer and fine-tuning through the real pipeline functions, on tiny data."""
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from semiseq import pipeline
+from semiseq.data.corpus import Vocab
+from semiseq.tasks import ClassifierTask, Pretrainer
+from semiseq.transfer import TransferError, load_backbone
+
+
+@pytest.fixture
+def smoke(make_cfg):
+    cfg = make_cfg("experiment=smoke", "logger=none", "callbacks=none")
+    return cfg, pipeline.build_corpus(cfg)
+
+
+@pytest.mark.parametrize("objective", ["sa", "lm"])
+def test_pretraining_loss_falls(smoke, objective, tmp_path):
+    cfg, corpus = smoke
+    cfg.pretrain.max_steps = 40
+    cfg.pretrain.val_every_n_steps = 40
+    cfg.pretrain.lr = 1e-2
+    task = pipeline.build_pretrainer(cfg, corpus, objective)
+    # inference_mode=False: metric states made in `validate` must stay updatable in `fit`
+    trainer = pipeline.build_trainer(cfg, tmp_path, [], [], max_steps=40, enable_checkpointing=False,
+                                     inference_mode=False)
+    dm = pipeline.build_datamodule(cfg, corpus, "pretrain")
+    before = trainer.validate(task, dm, verbose=False)[0]["val/loss"]
+    trainer.fit(task, dm)
+    after = trainer.validate(task, dm, verbose=False)[0]["val/loss"]
+    assert before > 2.0 and after < before - 0.3, (before, after)
+
+
+def test_pretrain_checkpoint_loads_safely_with_its_vocabulary(smoke, tmp_path):
+    cfg, corpus = smoke
+    path = pipeline.pretrain(cfg, corpus, "sa", tmp_path / "pre")
+    task = Pretrainer.load_from_checkpoint(path, weights_only=True)
+    assert task.vocab == corpus.vocab.itos and task.hparams.objective == "sa"
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["semiseq"] == {"kind": "sa", "vocab": corpus.vocab.itos}
+
+
+@pytest.fixture
+def sa_checkpoint(smoke, tmp_path):
+    cfg, corpus = smoke
+    return pipeline.pretrain(cfg, corpus, "sa", tmp_path / "pre")
+
+
+def test_init_sa_copies_embedding_and_lstm_exactly(smoke, sa_checkpoint):
+    cfg, corpus = smoke
+    clf = pipeline.build_classifier(cfg, corpus)
+    assert load_backbone(clf, sa_checkpoint, corpus.vocab.itos, corpus.name) == 5  # embedding + 4 LSTM tensors
+    saved = torch.load(sa_checkpoint, weights_only=True)["state_dict"]
+    for name, tensor in clf.state_dict().items():
+        if name.startswith("net.backbone."):
+            assert torch.equal(tensor, saved[name]), name
+
+
+def test_vocabulary_mismatch_is_one_clear_error(smoke, sa_checkpoint):
+    cfg, corpus = smoke
+    clf = pipeline.build_classifier(cfg, corpus)
+    other = Vocab(corpus.vocab.itos[:3] + ["the", "cat"] + corpus.vocab.itos[5:])
+    with pytest.raises(TransferError, match=r"vocabulary mismatch.*'imdb'.*first differ at id 3 \('s00' vs 'the'\)"):
+        load_backbone(clf, sa_checkpoint, other.itos, "imdb")
+
+
+def test_shape_mismatch_names_the_tensor(smoke, sa_checkpoint, make_cfg):
+    cfg, corpus = smoke
+    wide = pipeline.build_classifier(make_cfg("experiment=smoke", "model.hidden_dim=24"), corpus)
+    with pytest.raises(TransferError, match=r"shape mismatch for net.backbone.lstm.weight_ih_l0"):
+        load_backbone(wide, sa_checkpoint, corpus.vocab.itos)
+
+
+class Payload:  # an arbitrary object that must never be unpickled from a checkpoint
+    pass
+
+
+@pytest.mark.parametrize("content", ["pickled", "truncated", "foreign", "missing"])
+def test_unsafe_or_broken_checkpoints_are_refused(smoke, sa_checkpoint, tmp_path, content):
+    cfg, corpus = smoke
+    bad = tmp_path / "bad.ckpt"
+    if content == "pickled":
+        ckpt = torch.load(sa_checkpoint, weights_only=True)
+        ckpt["extra"] = Payload()
+        torch.save(ckpt, bad)
+    elif content == "truncated":
+        bad.write_bytes(Path(sa_checkpoint).read_bytes()[:1000])
+    elif content == "foreign":
+        torch.save({"state_dict": {}}, bad)
+    message = {"pickled": "cannot be read safely", "truncated": "cannot be read safely",
+               "foreign": "not written by semiseq", "missing": "does not exist"}[content]
+    with pytest.raises(TransferError, match=message):
+        load_backbone(pipeline.build_classifier(cfg, corpus), bad, corpus.vocab.itos)
+    assert pickle  # the pickled case above went through torch.save's pickler
+
+
+def test_finetune_from_random_and_from_checkpoint(smoke, sa_checkpoint, tmp_path):
+    cfg, corpus = smoke
+    cfg.init.name, cfg.init.checkpoint = "sa", str(sa_checkpoint)
+    r = pipeline.finetune(cfg, corpus, tmp_path / "ft")
+    assert r["tensors_loaded"] == 5 and 0.0 <= r["test/acc"] <= 1.0
+    assert r["test/error"] == pytest.approx(100 * (1 - r["test/acc"]), abs=1e-3)
+    assert Path(r["best_checkpoint"]).is_file() and (tmp_path / "ft" / "results.json").is_file()
+    clf = ClassifierTask.load_from_checkpoint(r["best_checkpoint"], weights_only=True)
+    assert clf.vocab == corpus.vocab.itos
