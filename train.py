@@ -4,15 +4,30 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: idle OpenMP threads must not spin
 
+import logging  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
+
+warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning 2.6 on torch 2.13, harmless
 
 
 @hydra.main(version_base=None, config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
+    from semiseq import SemiseqError
     from semiseq.pipeline import run
 
-    return run(cfg)
+    # Hydra already logs to the console and the run's log file: drop Lightning's own console
+    # handler, which would print every Lightning line a second time.
+    logging.getLogger("lightning").handlers.clear()
+
+    try:
+        return run(cfg)
+    except SemiseqError as e:  # bad input: one clear line, no stack trace
+        print(f"semiseq: error: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

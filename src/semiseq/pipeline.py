@@ -66,7 +66,7 @@ def pretrain(cfg: DictConfig, corpus: Corpus, objective: str, run_dir: Path) -> 
     start = time.perf_counter()
     trainer.fit(task, build_datamodule(cfg, corpus, "pretrain"))
     path = run_dir / "checkpoints" / "pretrained.ckpt"
-    trainer.save_checkpoint(path)
+    trainer.save_checkpoint(path, weights_only=True)  # weights, hparams, vocabulary: what transfer needs
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     runs.write_json(run_dir / "results.json", {"mode": "pretrain", "objective": objective, "checkpoint": str(path),
                                                "wall_s": time.perf_counter() - start, **metrics})
@@ -105,7 +105,7 @@ def finetune(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> dict:
     start = time.perf_counter()
     trainer.fit(task, build_datamodule(cfg, corpus, "classify"))
     (metrics,) = trainer.test(ckpt_path=best.best_model_path, datamodule=build_datamodule(cfg, corpus, "classify"),
-                              verbose=False)
+                              verbose=False, weights_only=True)
     results = {"mode": "finetune", "data": corpus.name, "init": cfg.init.name, "init_checkpoint": str(source or ""),
                "tensors_loaded": loaded, "val/acc_best": float(best.best_model_score), "best_checkpoint":
                best.best_model_path, "wall_s": time.perf_counter() - start, **metrics}

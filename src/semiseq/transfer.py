@@ -9,12 +9,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from semiseq import SemiseqError
+
 log = logging.getLogger(__name__)
 
 PREFIX = "net.backbone."
 
 
-class TransferError(ValueError):
+class TransferError(SemiseqError):
     """A checkpoint cannot initialise this model; the message says why and what to do."""
 
 

@@ -1,0 +1,67 @@
+"""`train.py` end to end in subprocesses, as a user runs it (tiny `experiment=smoke` runs)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from semiseq import runs
+
+from .conftest import ROOT
+
+
+def train(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, SEMISEQ_LOG_DIR=str(tmp_path / "logs"), WANDB_MODE="offline", HYDRA_FULL_ERROR="0")
+    flags = [a for a in args if a.startswith("-")]  # Hydra's flags go before the overrides
+    overrides = [a for a in args if not a.startswith("-")]
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *flags, "experiment=smoke", *overrides], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_multirun_over_inits_pretrains_each_objective_once(tmp_path):
+    out = train(tmp_path, "-m", "init=random,lm,sa", "finetune.max_epochs=1,2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    jobs = sorted(p for p in (tmp_path / "logs" / "smoke" / "multiruns").glob("*/*") if p.name.isdigit())
+    assert len(jobs) == 6
+    results = [json.loads((j / "results.json").read_text()) for j in jobs]
+    assert sorted(r["init"] for r in results) == ["lm", "lm", "random", "random", "sa", "sa"]
+    assert sorted(p.name for j in jobs for p in j.glob("pretrain-*")) == ["pretrain-lm", "pretrain-sa"]
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "logs" / "cache" / "pretrained").glob("*.ckpt")) == ["lm", "sa"]
+    for r in results:
+        assert r["tensors_loaded"] == (0 if r["init"] == "random" else 5)
+    assert out.stdout.count("[semiseq] synthetic init=") == 6
+    # every job and every pretraining wrote its own offline wandb run, with its job type and tags
+    wandb_runs = sorted(tmp_path.glob("logs/smoke/multiruns/*/*/**/offline-run-*/run-*.wandb"))
+    assert len(wandb_runs) == 8
+    kinds = sorted(b"pretrain" if b"pretrain" in f.read_bytes() and b"objective:" in f.read_bytes() else b"finetune"
+                   for f in wandb_runs)
+    assert kinds == [b"finetune"] * 6 + [b"pretrain"] * 2
+
+
+def test_pretrain_then_finetune_from_the_checkpoint(tmp_path):
+    out = train(tmp_path, "mode=pretrain", "model=lm_lstm", "logger=csv")
+    assert out.returncode == 0, out.stderr[-3000:]
+    (run_dir,) = (tmp_path / "logs" / "smoke" / "runs").glob("*")
+    ckpt = run_dir / "checkpoints" / "pretrained.ckpt"
+    assert ckpt.is_file() and runs.read_json(run_dir / "results.json")["objective"] == "lm"
+    assert (run_dir / "csv").is_dir()
+    out = train(tmp_path, "init=lm", f"init.checkpoint={ckpt}", "logger=none")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "init=lm: test accuracy" in out.stdout and "pretraining them" not in out.stderr
+
+
+def test_unknown_option_lists_the_valid_ones(tmp_path):
+    out = train(tmp_path, "model=sa_lsmt")
+    assert out.returncode != 0
+    assert "Could not find 'model/sa_lsmt'" in out.stderr and "lm_lstm" in out.stderr and "sa_lstm" in out.stderr
+
+
+def test_vocabulary_mismatch_stops_the_run_with_one_clear_line(tmp_path):
+    out = train(tmp_path, "mode=pretrain", "logger=none")
+    (run_dir,) = (tmp_path / "logs" / "smoke" / "runs").glob("*")
+    out = train(tmp_path, "init=sa", f"init.checkpoint={run_dir}/checkpoints/pretrained.ckpt",
+                "data.corpus.num_symbols=9", "logger=none")
+    assert out.returncode != 0
+    assert "semiseq: error: vocabulary mismatch: checkpoint" in out.stderr and "Traceback" not in out.stderr
+    assert "has 11 tokens but dataset 'synthetic' has 12" in out.stderr
