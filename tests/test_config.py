@@ -50,3 +50,20 @@ def test_wandb_sweep_parses_and_its_overrides_compose(make_cfg, path: Path):
     for key, spec in sweep["parameters"].items():
         for value in spec.get("values", [spec.get("value")]):
             make_cfg(*fixed, f"{key}={value}")
+
+
+def test_wandb_runs_offline_with_group_job_type_tags_and_the_resolved_config(make_cfg, tmp_path, monkeypatch):
+    for var in ("WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))  # no `wandb login` either
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = make_cfg("experiment=smoke", "name=ablation")
+    (logger,) = runs.make_loggers(cfg, tmp_path, "finetune", ["synthetic", "init:sa"])
+    try:
+        assert logger.experiment.settings.mode == "offline"
+        assert (logger.experiment.group, logger.experiment.job_type) == ("ablation", "finetune")
+        assert {"synthetic", "init:sa", "lstm:1x16"} <= set(logger.experiment.tags)
+        assert logger.experiment.config["model"]["hidden_dim"] == 16 and logger.experiment.config["name"] == "ablation"
+    finally:
+        runs.finish_loggers([logger])
+    assert list(tmp_path.glob("wandb/offline-run-*"))

@@ -39,7 +39,9 @@ def make_loggers(cfg: DictConfig, run_dir: Path, job_type: str, tags: list[str])
     for name, conf in (cfg.get("logger") or {}).items():
         extra = {"save_dir": str(run_dir)}
         if name == "wandb":
-            extra.update(group=cfg.name, job_type=job_type, tags=tags, name=f"{cfg.name}-{job_type}-{run_dir.name}")
+            network = f"lstm:{cfg.model.num_layers}x{cfg.model.hidden_dim}"
+            extra.update(group=cfg.name, job_type=job_type, tags=[*tags, network],
+                         name=f"{cfg.name}-{job_type}-{run_dir.name}")
         loggers.append(instantiate(conf, **extra))
     config = OmegaConf.to_container(cfg, resolve=True)
     for logger in loggers:
