@@ -8,6 +8,7 @@ from hydra.utils import instantiate
 
 from semiseq import pipeline, runs
 
+from . import test_data_dbpedia, test_data_imdb, test_data_newsgroups, test_data_rt
 from .conftest import CONF, ROOT
 
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")
@@ -18,9 +19,31 @@ def test_every_group_has_options():
     assert {"data", "model", "init", "mode", "trainer", "logger", "callbacks", "paths", "experiment"} <= set(GROUPS)
 
 
+def tiny_files(tmp_path: Path) -> str:
+    (tmp_path / "train.csv").write_text("text,label\n" + "".join(f"text number {i},{'ab'[i % 2]}\n" for i in range(20)))
+    return str(tmp_path / "train.csv")
+
+
+# Each dataset config read from small files in its original format (no download).
+DATA_FILES = {
+    "rt": lambda tmp: [f"data.root={test_data_rt.write_files(tmp / 'rt')}"],
+    "imdb": lambda tmp: [f"data.root={test_data_imdb.write_tree(tmp / 'imdb')}"],
+    "newsgroups20": lambda tmp: [f"data.root={test_data_newsgroups.write_bydate(tmp / 'ng')}"],
+    "dbpedia_char": lambda tmp: [f"data.root={test_data_dbpedia.write_csv_folder(tmp / 'db')}"],
+    "files": lambda tmp: [f"data.train={tiny_files(tmp)}"],
+}
+
+
+def test_every_dataset_config_is_tested_from_files():
+    assert set(DATA_FILES) | {"synthetic"} == {p.stem for p in (CONF / "data").glob("*.yaml")}
+
+
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_option_composes_and_instantiates(make_cfg, tmp_path, group, option):
     overrides = [f"{group}={option}"] + ([] if group == "experiment" else ["experiment=smoke"])
+    if group == "data" and option != "synthetic":  # the smoke experiment's corpus settings are synthetic's
+        overrides = [f"data={option}", *DATA_FILES[option](tmp_path), f"paths.data_dir={tmp_path}/downloads",
+                     "model.embed_dim=8", "model.hidden_dim=16", "model.head_dim=16"]
     cfg = make_cfg(*overrides)
     corpus = pipeline.build_corpus(cfg)
     assert len(corpus.vocab) > 3 and len(corpus.train) > 0
@@ -32,6 +55,7 @@ def test_option_composes_and_instantiates(make_cfg, tmp_path, group, option):
     assert trainer.max_steps == 1
     for name, conf in (cfg.get("callbacks") or {}).items():
         assert instantiate(conf) is not None, name
+    runs.finish_loggers(loggers)
 
 
 def test_hydra_run_dirs_are_unique_per_microsecond():

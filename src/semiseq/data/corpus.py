@@ -68,17 +68,27 @@ class Sequences(Dataset):
     def truncated(self, max_len: int | None) -> "Sequences":
         return Sequences(self.tokens, self.offsets, self.labels, max_len)
 
-    def text_only(self) -> "Sequences":
-        return Sequences(self.tokens, self.offsets, None, self.max_len)
 
+class Joined(Dataset):
+    """Several :class:`Sequences` read as one, without copying, labels dropped (the pretraining pool)."""
 
-def concat(parts: list[Sequences]) -> Sequences:
-    """Concatenate text of several splits (labels dropped): the pretraining pool."""
-    tokens = np.concatenate([p.tokens[p.offsets[0]:p.offsets[-1]] for p in parts])
-    lengths = np.concatenate([np.diff(p.offsets) for p in parts])
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    return Sequences(tokens, offsets, None, parts[0].max_len)
+    def __init__(self, parts: list[Sequences]):
+        self.parts = [p for p in parts if len(p)]
+        self.starts = np.cumsum([0] + [len(p) for p in self.parts])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.concatenate([p.lengths for p in self.parts]) if self.parts else np.zeros(0, np.int64)
+
+    def __getitem__(self, i: int):
+        k = int(np.searchsorted(self.starts, i, side="right")) - 1
+        return self.parts[k][i - self.starts[k]][0], -1
+
+    def truncated(self, max_len: int | None) -> "Joined":
+        return Joined([p.truncated(max_len) for p in self.parts])
 
 
 @dataclass
@@ -98,9 +108,9 @@ class Corpus:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def pretrain_text(self) -> Sequences:
+    def pretrain_text(self) -> Joined:
         """Unlabeled sequences plus the labeled training text: what pretraining may see."""
-        return concat([self.unlabeled, self.train])
+        return Joined([self.unlabeled, self.train])
 
 
 def collate(batch: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

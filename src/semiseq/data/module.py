@@ -15,7 +15,7 @@ class BucketBatchSampler(Sampler[list[int]]):
     batches hold similar lengths (little padding) yet every epoch sees a new order."""
 
     def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool = True, bucket: bool = True,
-                 chunk_batches: int = 50, seed: int = 0):
+                 chunk_batches: int = 200, seed: int = 0):
         self.lengths, self.batch_size = np.asarray(lengths), batch_size
         self.shuffle, self.bucket, self.chunk, self.seed = shuffle, bucket, batch_size * chunk_batches, seed
         self.epoch = 0

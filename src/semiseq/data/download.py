@@ -1,0 +1,63 @@
+"""Fetching a dataset archive once: checksum, atomic download-then-rename, safe extraction."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tarfile
+import urllib.request
+from pathlib import Path
+
+from semiseq import SemiseqError
+
+log = logging.getLogger(__name__)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch(url: str, dest: Path, checksum: str | None = None) -> Path:
+    """Download ``url`` to ``dest`` unless a file with the right checksum is already there. The bytes go
+    to a temporary file first and are renamed into place only when complete and verified."""
+    dest = Path(dest)
+    if dest.is_file() and (checksum is None or sha256(dest) == checksum):
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.part{os.getpid()}")
+    log.info("downloading %s -> %s", url, dest)
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
+            shutil.copyfileobj(response, out, 1 << 20)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise SemiseqError(f"could not download {url} ({e}); download it by hand and place it at {dest}") from e
+    if checksum is not None and (got := sha256(tmp)) != checksum:
+        tmp.unlink(missing_ok=True)
+        raise SemiseqError(f"{url} arrived corrupt (sha256 {got}, expected {checksum}); try again, or download it "
+                           f"by hand and place it at {dest}")
+    os.replace(tmp, dest)
+    return dest
+
+
+def extract(archive: Path, dest: Path) -> Path:
+    """Unpack a tar archive into ``dest`` once (a marker file records completion); members that would
+    escape ``dest`` (absolute paths, ``..``, links out) are refused."""
+    dest = Path(dest)
+    marker = dest / f".extracted-{Path(archive).name}"
+    if marker.exists():
+        return dest
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest, filter="data")
+    except (tarfile.TarError, OSError) as e:
+        raise SemiseqError(f"{archive} is not a readable tar archive ({e}); delete it and download it again") from e
+    marker.touch()
+    return dest

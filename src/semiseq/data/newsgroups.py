@@ -1,0 +1,105 @@
+"""20 Newsgroups, "bydate" version: 11,314 train / 7,532 test Usenet posts in 20 newsgroup folders."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from semiseq import SemiseqError
+from semiseq.data.download import extract, fetch
+from semiseq.data.texts import Texts
+
+log = logging.getLogger(__name__)
+
+URL = "http://qwone.com/~jason/20Newsgroups/20news-bydate.tar.gz"
+# The same file scikit-learn pins (it downloads it from a figshare mirror).
+SHA256 = "8f1b2514ca22a5ade8fbb9cfa5727df95fa587f4c87b786e15c759fa66d95610"
+ARCHIVE = "20news-bydate.tar.gz"
+SPLITS = {"train": "20news-bydate-train", "test": "20news-bydate-test"}
+HEADERS = ("strip", "keep")
+
+
+def load(root: str | Path | None = None, download: bool = True, cache_dir: str = "~/.cache/semiseq/data",
+         headers: str = "strip") -> Texts:
+    """Read 20 Newsgroups from ``root`` (a folder holding the two bydate folders, or the archive) or,
+    with ``root=None``, from ``cache_dir/newsgroups20/``, downloading it there first if needed.
+    ``headers="strip"`` drops each post's header block (everything up to the first blank line)."""
+    if headers not in HEADERS:
+        raise SemiseqError(f"20 Newsgroups headers={headers!r} is not an option; use 'strip' or 'keep'")
+    data_dir = _locate(root, download, cache_dir)
+    train_dir, test_dir = (data_dir / SPLITS[s] for s in ("train", "test"))
+    class_names = _class_names(train_dir)
+    if (test_classes := _class_names(test_dir)) != class_names:
+        raise SemiseqError(
+            f"{train_dir} and {test_dir} have different class folders (only in train: "
+            f"{sorted(set(class_names) - set(test_classes))}, only in test: "
+            f"{sorted(set(test_classes) - set(class_names))}); re-extract {ARCHIVE} so both splits hold the same "
+            f"newsgroups")
+    train, train_labels, train_empty = _read_split(train_dir, class_names, headers)
+    test, test_labels, test_empty = _read_split(test_dir, class_names, headers)
+    if train_empty or test_empty:
+        log.info("newsgroups20: dropped %d train and %d test documents that are empty after header stripping",
+                 train_empty, test_empty)
+    return Texts("newsgroups20", class_names, train, train_labels, test, test_labels)
+
+
+def _has_splits(folder: Path) -> bool:
+    return all((folder / name).is_dir() for name in SPLITS.values())
+
+
+def _locate(root: str | Path | None, download: bool, cache_dir: str) -> Path:
+    """The folder holding both bydate folders, extracting (and downloading) the archive when needed."""
+    layout = f"{SPLITS['train']}/ and {SPLITS['test']}/"
+    if root is not None:
+        path = Path(root).expanduser()
+        if path.is_file():
+            return extract(path, path.parent)  # next to the archive, where the user chose to keep the data
+        if not path.is_dir():
+            raise SemiseqError(f"20 Newsgroups root {path} does not exist; pass the folder that holds {layout} or "
+                               f"the {ARCHIVE} archive itself, or root=None to download it")
+        if not _has_splits(path):
+            raise SemiseqError(f"20 Newsgroups root {path} does not hold {layout}; point root at the folder where "
+                               f"{ARCHIVE} was extracted, or at the archive itself")
+        return path
+    base = Path(cache_dir).expanduser() / "newsgroups20"
+    archive = base / ARCHIVE
+    if not archive.is_file() and not _has_splits(base):
+        if not download:
+            raise SemiseqError(f"20 Newsgroups is not in {base} and download=False; download {URL} and place it at "
+                               f"{archive}, or pass download=True")
+        fetch(URL, archive, SHA256)
+    if archive.is_file():
+        extract(archive, base)  # a no-op once extracted; finishes an interrupted extraction otherwise
+    if not _has_splits(base):
+        raise SemiseqError(f"{archive} did not extract to {layout} in {base}; delete {base} and try again")
+    return base
+
+
+def _class_names(split_dir: Path) -> list[str]:
+    if not split_dir.is_dir():
+        raise SemiseqError(f"20 Newsgroups split folder {split_dir} is missing; re-extract {ARCHIVE}")
+    names = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not names:
+        raise SemiseqError(f"20 Newsgroups split folder {split_dir} has no class folders; re-extract {ARCHIVE}")
+    return names
+
+
+def _read_split(split_dir: Path, class_names: list[str], headers: str) -> tuple[list[str], list[int], int]:
+    """Texts and labels of one split, ordered by class then numeric id, plus how many were empty."""
+    texts, labels, empty = [], [], 0
+    for label, name in enumerate(class_names):
+        files = [p for p in (split_dir / name).iterdir() if not p.name.startswith(".")]  # skip .DS_Store & co.
+        bad = next((p for p in files if not p.name.isdigit() or not p.is_file()), None)
+        if bad is not None:
+            raise SemiseqError(f"20 Newsgroups document {bad} is not a file named by a numeric id; remove it or "
+                               f"re-extract {ARCHIVE}")
+        for path in sorted(files, key=lambda p: int(p.name)):
+            text = path.read_bytes().decode("latin-1")  # every byte decodes; the posts mix 8-bit charsets
+            if headers == "strip":
+                text = text.partition("\n\n")[2]
+            if not text.strip():
+                empty += 1
+                continue
+            texts.append(text)
+            labels.append(label)
+    return texts, labels, empty
