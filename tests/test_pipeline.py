@@ -41,7 +41,8 @@ def test_pretrain_checkpoint_loads_safely_with_its_vocabulary(smoke, tmp_path):
     task = Pretrainer.load_from_checkpoint(path, weights_only=True)
     assert task.vocab == corpus.vocab.itos and task.hparams.objective == "sa"
     ckpt = torch.load(path, weights_only=True)
-    assert ckpt["semiseq"] == {"kind": "sa", "vocab": corpus.vocab.itos}
+    assert ckpt["semiseq"] == {"kind": "sa", "max_len": None, **corpus.meta()}
+    assert ckpt["semiseq"]["tokenizer"] == {"level": "word", "lowercase": True, "punctuation": True}
 
 
 @pytest.fixture

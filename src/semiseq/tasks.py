@@ -1,7 +1,8 @@
 """LightningModules: each owns one objective around a network from :mod:`semiseq.nets`.
 
-Hyper-parameters are primitives only (so checkpoints load with ``weights_only=True``); the
-vocabulary travels in the checkpoint under ``checkpoint["semiseq"]``, beside the weights.
+Hyper-parameters are primitives only (so checkpoints load with ``weights_only=True``); what reading
+new text needs (vocabulary, tokeniser settings, class names: ``Corpus.meta()``) travels in the
+checkpoint under ``checkpoint["semiseq"]``, beside the weights.
 """
 
 from __future__ import annotations
@@ -18,22 +19,26 @@ OBJECTIVES = {"sa": SequenceAutoencoder, "lm": LanguageModel}
 
 
 class _Task(L.LightningModule):
-    """What both tasks share: Adam, and the vocabulary + kind stored in every checkpoint."""
+    """What both tasks share: Adam, and the kind + corpus metadata stored in every checkpoint."""
 
     kind: str
 
-    def __init__(self, vocab: list[str] | None):
+    def __init__(self, meta: dict | None):
         super().__init__()
-        self.vocab = vocab
+        self.meta = meta or {}
+
+    @property
+    def vocab(self) -> list[str] | None:
+        return self.meta.get("vocab")
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["semiseq"] = {"kind": self.kind, "vocab": self.vocab}
+        checkpoint["semiseq"] = {**self.meta, "kind": self.kind}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.vocab = checkpoint.get("semiseq", {}).get("vocab")
+        self.meta = {k: v for k, v in checkpoint.get("semiseq", {}).items() if k != "kind"}
 
 
 class Pretrainer(_Task):
@@ -42,11 +47,11 @@ class Pretrainer(_Task):
 
     def __init__(self, objective: str, vocab_size: int, embed_dim: int, hidden_dim: int, num_layers: int = 1,
                  embed_dropout: float = 0.0, dropout: float = 0.0, lr: float = 1e-3, weight_decay: float = 0.0,
-                 vocab: list[str] | None = None, **_classifier_only):
-        super().__init__(vocab)
+                 meta: dict | None = None, **_classifier_only):
+        super().__init__(meta)
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown pretraining objective {objective!r}; choose one of {sorted(OBJECTIVES)}")
-        self.save_hyperparameters(ignore=["vocab", "_classifier_only"])
+        self.save_hyperparameters(ignore=["meta", "_classifier_only"])
         self.kind = objective
         backbone = Backbone(vocab_size, embed_dim, hidden_dim, num_layers, embed_dropout, dropout)
         self.net = OBJECTIVES[objective](backbone, dropout)
@@ -77,9 +82,9 @@ class ClassifierTask(_Task):
     def __init__(self, num_classes: int, vocab_size: int, embed_dim: int, hidden_dim: int, num_layers: int = 1,
                  embed_dropout: float = 0.0, dropout: float = 0.0, head_dim: int = 512, head_dropout: float = 0.5,
                  lr: float = 1e-3, head_lr: float | None = None, weight_decay: float = 0.0,
-                 vocab: list[str] | None = None, **_pretrain_only):
-        super().__init__(vocab)
-        self.save_hyperparameters(ignore=["vocab", "_pretrain_only"])
+                 meta: dict | None = None, **_pretrain_only):
+        super().__init__(meta)
+        self.save_hyperparameters(ignore=["meta", "_pretrain_only"])
         backbone = Backbone(vocab_size, embed_dim, hidden_dim, num_layers, embed_dropout, dropout)
         self.net = Classifier(backbone, num_classes, head_dim, head_dropout, dropout)
         self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(num_classes, average="micro")

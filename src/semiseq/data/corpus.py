@@ -103,10 +103,16 @@ class Corpus:
     test: Sequences
     unlabeled: Sequences
     class_names: list[str]
+    tokenizer: dict = field(default_factory=lambda: {"level": "word", "lowercase": True, "punctuation": True})
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def meta(self) -> dict:
+        """What a checkpoint must carry to read new text as this corpus did (primitives only)."""
+        return {"data": self.name, "vocab": self.vocab.itos, "tokenizer": dict(self.tokenizer),
+                "class_names": list(self.class_names)}
 
     def pretrain_text(self) -> Joined:
         """Unlabeled sequences plus the labeled training text: what pretraining may see."""

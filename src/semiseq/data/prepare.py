@@ -117,7 +117,7 @@ def _build(source, unlabeled, unlabeled_root, data_dir, tokenizer, min_freq, max
         ids, offsets = encode([tokens[split][i] for i in keep], vocab)
         splits[split] = Sequences(ids, offsets, None if labels[split] is None else labels[split][keep])
     return Corpus(name or texts.name, vocab, splits["train"], splits["val"], splits["test"], splits["unlabeled"],
-                  list(texts.class_names))
+                  list(texts.class_names), tokenizer.settings())
 
 
 def _splits(corpus: Corpus) -> list[Sequences]:
@@ -135,7 +135,8 @@ def _store(corpus: Corpus, entry: Path, settings: dict) -> None:
             np.save(tmp / f"{split}.labels.npy", seqs.labels)
     (tmp / "vocab.json").write_text(json.dumps(corpus.vocab.itos))
     sizes = {p.name: p.stat().st_size for p in tmp.iterdir()}
-    meta = {"name": corpus.name, "class_names": corpus.class_names, "settings": settings, "sizes": sizes}
+    meta = {"name": corpus.name, "class_names": corpus.class_names, "tokenizer": corpus.tokenizer,
+            "settings": settings, "sizes": sizes}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     shutil.rmtree(entry, ignore_errors=True)  # a stale or corrupt entry
     os.replace(tmp, entry)
@@ -160,4 +161,4 @@ def _open(entry: Path) -> Corpus | None:
         log.warning("corpus cache %s is corrupt (%s): rebuilding it", entry, e)
         return None
     train, val, test, unlabeled = splits
-    return Corpus(meta["name"], vocab, train, val, test, unlabeled, meta["class_names"])
+    return Corpus(meta["name"], vocab, train, val, test, unlabeled, meta["class_names"], meta["tokenizer"])

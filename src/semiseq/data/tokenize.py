@@ -24,6 +24,9 @@ class Tokenizer:
         self.level, self.lowercase, self.punctuation = level, lowercase, punctuation
         self._pattern = WORD if punctuation else WORD_ONLY
 
+    def settings(self) -> dict:
+        return {"level": self.level, "lowercase": self.lowercase, "punctuation": self.punctuation}
+
     def __call__(self, text: str) -> list[str]:
         if self.lowercase:
             text = text.lower()
