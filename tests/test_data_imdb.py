@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 
 from semiseq import SemiseqError
-from semiseq.data import imdb
+from semiseq.data import download, imdb
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 # (split, label) -> {file name: review}; names are <id>_<rating>.txt as in the original.
 REVIEWS = {
     ("train", "neg"): {"5_1.txt": "Bad.<br /><br />Really bad.", "1_3.txt": "Boring"},
-    ("train", "pos"): {"3_10.txt": "Great film.<br />Loved it.", "12_8.txt": "Fine<br/>acting", "2_7.txt": "ok<BR>good"},
+    ("train", "pos"): {"3_10.txt": "Great film.<br />Loved it.", "12_8.txt": "Fine<br/>acting",
+                       "2_7.txt": "ok<BR>good"},
     ("train", "unsup"): {"10_0.txt": "ten", "9_0.txt": "nine<br />x", "100_0.txt": "hundred", "0_0.txt": "zero"},
     ("test", "neg"): {"4_2.txt": "Awful", "7_4.txt": "Weak"},
     ("test", "pos"): {"0_9.txt": "Café — “superb”"},
@@ -93,7 +94,7 @@ def test_download_via_file_url(tmp_path, monkeypatch):
     def no_fetch(*args, **kwargs):
         raise AssertionError("downloaded again")
 
-    monkeypatch.setattr(imdb, "fetch", no_fetch)
+    monkeypatch.setattr(download, "fetch", no_fetch)
     check(imdb.load(cache_dir=str(cache)))
     assert imdb.load_unlabeled(cache_dir=str(cache)) == ["zero", "nine x", "ten", "hundred"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from semiseq import SemiseqError
-from semiseq.data import rt
+from semiseq.data import download, rt
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -110,7 +110,7 @@ def test_download_via_file_url(tmp_path, monkeypatch):
     def no_fetch(*args, **kwargs):
         raise AssertionError("downloaded again")
 
-    monkeypatch.setattr(rt, "fetch", no_fetch)
+    monkeypatch.setattr(download, "fetch", no_fetch)
     assert rt.load(cache_dir=str(cache)) == expected
     assert len(rt.load_unlabeled(cache_dir=str(cache))) == 13
 

@@ -15,8 +15,8 @@ def train(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, SEMISEQ_LOG_DIR=str(tmp_path / "logs"), WANDB_MODE="offline", HYDRA_FULL_ERROR="0")
     flags = [a for a in args if a.startswith("-")]  # Hydra's flags go before the overrides
     overrides = [a for a in args if not a.startswith("-")]
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *flags, "experiment=smoke", *overrides], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=600)
+    command = [sys.executable, str(ROOT / "train.py"), *flags, "experiment=smoke", *overrides]
+    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_multirun_over_inits_pretrains_each_objective_once(tmp_path):
@@ -27,7 +27,8 @@ def test_multirun_over_inits_pretrains_each_objective_once(tmp_path):
     results = [json.loads((j / "results.json").read_text()) for j in jobs]
     assert sorted(r["init"] for r in results) == ["lm", "lm", "random", "random", "sa", "sa"]
     assert sorted(p.name for j in jobs for p in j.glob("pretrain-*")) == ["pretrain-lm", "pretrain-sa"]
-    assert sorted(p.name.split("-")[0] for p in (tmp_path / "logs" / "cache" / "pretrained").glob("*.ckpt")) == ["lm", "sa"]
+    cached = (tmp_path / "logs" / "cache" / "pretrained").glob("*.ckpt")
+    assert sorted(p.name.split("-")[0] for p in cached) == ["lm", "sa"]
     for r in results:
         assert r["tensors_loaded"] == (0 if r["init"] == "random" else 5)
     assert out.stdout.count("[semiseq] synthetic init=") == 6

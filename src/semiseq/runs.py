@@ -81,7 +81,8 @@ def pretrain_key(cfg: DictConfig, objective: str) -> dict:
 def cache_path(cfg: DictConfig, objective: str) -> Path:
     """Where the pretrained weights for this config live in ``paths.cache_dir``."""
     key = json.dumps(pretrain_key(cfg, objective), sort_keys=True)
-    return Path(cfg.paths.cache_dir) / "pretrained" / f"{objective}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.ckpt"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return Path(cfg.paths.cache_dir) / "pretrained" / f"{objective}-{digest}.ckpt"
 
 
 def cache_store(cfg: DictConfig, objective: str, produced: Path) -> Path:

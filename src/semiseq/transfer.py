@@ -68,7 +68,8 @@ def load_backbone(model: nn.Module, path: str | Path, vocab: list[str], data_nam
                                 f"has {tuple(target[name].shape)}; use the same model.* sizes as for pretraining")
     missing = [k for k in target if k.startswith(PREFIX) and k not in source]
     if missing:
-        raise TransferError(f"checkpoint {path} lacks {missing}: the pretrained network has fewer layers than the model")
+        raise TransferError(f"checkpoint {path} lacks {missing}: the pretrained network has fewer layers than "
+                            "the model")
     with torch.no_grad():
         for name, tensor in source.items():
             target[name].copy_(tensor)

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from semiseq import SemiseqError
-from semiseq.data.download import extract, fetch
+from semiseq.data.download import ensure, extract
 from semiseq.data.texts import Texts
 
 log = logging.getLogger(__name__)
@@ -55,14 +55,7 @@ def _locate(root: str | Path | None, download: bool, cache_dir: str) -> Path:
         raise SemiseqError(f"DBpedia root {path} holds no classes.txt, directly or in {FOLDER}/; point root at the "
                            f"folder where {ARCHIVE} was extracted, or at the archive itself")
     base = Path(cache_dir).expanduser() / "dbpedia"
-    archive = base / ARCHIVE
-    if not archive.is_file() and not (base / FOLDER / "classes.txt").is_file():
-        if not download:
-            raise SemiseqError(f"DBpedia is not in {base} and download=False; download {URL} and place it at "
-                               f"{archive}, or pass download=True")
-        fetch(URL, archive, SHA256)
-    if archive.is_file():
-        extract(archive, base)  # a no-op once extracted; finishes an interrupted extraction otherwise
+    ensure("DBpedia", URL, SHA256, base / ARCHIVE, (base / FOLDER / "classes.txt").is_file(), download)
     return base / FOLDER
 
 

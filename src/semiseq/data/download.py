@@ -61,3 +61,18 @@ def extract(archive: Path, dest: Path) -> Path:
         raise SemiseqError(f"{archive} is not a readable tar archive ({e}); delete it and download it again") from e
     marker.touch()
     return dest
+
+
+def ensure(dataset: str, url: str, checksum: str | None, archive: Path, present: bool, download: bool) -> None:
+    """Make the data of ``archive`` available in its folder: nothing to do when we extracted it before
+    or the user placed the data there by hand (``present``, no archive beside it); otherwise download
+    the archive (unless ``download=False``: then say where to put it) and extract it."""
+    archive = Path(archive)
+    if (archive.parent / f".extracted-{archive.name}").exists() or (present and not archive.exists()):
+        return
+    if not archive.is_file():
+        if not download:
+            raise SemiseqError(f"{dataset} is not in {archive.parent} and download=False; download {url} and place "
+                               f"it at {archive}, or pass download=True")
+        fetch(url, archive, checksum)
+    extract(archive, archive.parent)

@@ -13,7 +13,7 @@ import tarfile
 from pathlib import Path
 
 from semiseq import SemiseqError
-from semiseq.data.download import extract, fetch
+from semiseq.data.download import ensure
 from semiseq.data.texts import Texts
 
 log = logging.getLogger(__name__)
@@ -79,15 +79,7 @@ def _locate(root: str | Path | None, download: bool, cache_dir: str) -> Path:
 def _cached(base: Path, download: bool) -> Path:
     """``base/aclImdb``, downloading and extracting the archive into ``base`` the first time."""
     archive, folder = base / ARCHIVE, base / "aclImdb"
-    # A folder put there by hand (no archive next to it) counts as done too.
-    if (base / f".extracted-{ARCHIVE}").exists() or (folder.is_dir() and not archive.exists()):
-        return folder
-    if download:
-        fetch(URL, archive, SHA256)
-    elif not archive.is_file():
-        raise SemiseqError(f"IMDB is not in {base} and download=False; download {URL} and place it at {archive}, "
-                           f"or pass download=True")
-    extract(archive, base)
+    ensure("IMDB", URL, SHA256, archive, folder.is_dir(), download)
     if not folder.is_dir():
         raise SemiseqError(f"{archive} holds no aclImdb/ folder; delete it and download {URL} again")
     return folder

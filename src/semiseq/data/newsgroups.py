@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from semiseq import SemiseqError
-from semiseq.data.download import extract, fetch
+from semiseq.data.download import ensure, extract
 from semiseq.data.texts import Texts
 
 log = logging.getLogger(__name__)
@@ -62,16 +62,9 @@ def _locate(root: str | Path | None, download: bool, cache_dir: str) -> Path:
                                f"{ARCHIVE} was extracted, or at the archive itself")
         return path
     base = Path(cache_dir).expanduser() / "newsgroups20"
-    archive = base / ARCHIVE
-    if not archive.is_file() and not _has_splits(base):
-        if not download:
-            raise SemiseqError(f"20 Newsgroups is not in {base} and download=False; download {URL} and place it at "
-                               f"{archive}, or pass download=True")
-        fetch(URL, archive, SHA256)
-    if archive.is_file():
-        extract(archive, base)  # a no-op once extracted; finishes an interrupted extraction otherwise
+    ensure("20 Newsgroups", URL, SHA256, base / ARCHIVE, _has_splits(base), download)
     if not _has_splits(base):
-        raise SemiseqError(f"{archive} did not extract to {layout} in {base}; delete {base} and try again")
+        raise SemiseqError(f"{base / ARCHIVE} did not extract to {layout} in {base}; delete {base} and try again")
     return base
 
 

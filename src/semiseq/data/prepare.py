@@ -63,27 +63,28 @@ def _identity(value) -> str:
 
 
 def make_corpus(source: Callable[[], Texts], name: str | None = None, unlabeled: str | None = None,
-                unlabeled_root: str | None = None, data_dir: str = "~/.cache/semiseq/data", level: str = "word", lowercase: bool = True,
-                punctuation: bool = True, min_freq: int = 1, max_vocab: int | None = None,
+                unlabeled_root: str | None = None, data_dir: str = "~/.cache/semiseq/data", level: str = "word",
+                lowercase: bool = True, punctuation: bool = True, min_freq: int = 1, max_vocab: int | None = None,
                 val_fraction: float = 0.15, seed: int = 0, cache_dir: str | None = None) -> Corpus:
     """Load ``source()`` (plus unlabeled text from another dataset), hold out ``val_fraction`` of the
     training set for validation, tokenise, build the vocabulary from training text (labeled + unlabeled)
     only, and cache the result; a later call with the same arguments opens the cache instead."""
-    settings = dict(source=describe(source), unlabeled=unlabeled, unlabeled_root=_identity(unlabeled_root), level=level,
-                    lowercase=lowercase, punctuation=punctuation, min_freq=min_freq, max_vocab=max_vocab,
-                    val_fraction=val_fraction, seed=seed, format=FORMAT)
+    tokenizer = Tokenizer(level, lowercase, punctuation)
+    settings = dict(source=describe(source), unlabeled=unlabeled, unlabeled_root=_identity(unlabeled_root),
+                    **tokenizer.settings(), min_freq=min_freq, max_vocab=max_vocab, val_fraction=val_fraction,
+                    seed=seed, format=FORMAT)
+    build = partial(_build, source, unlabeled, unlabeled_root, data_dir, tokenizer, min_freq, max_vocab, val_fraction,
+                    seed, name)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     if cache_dir is None:
-        return _build(source, unlabeled, unlabeled_root, data_dir, Tokenizer(level, lowercase, punctuation), min_freq,
-                      max_vocab, val_fraction, seed, name)
+        return build()
     entry = Path(cache_dir).expanduser() / f"{name or 'corpus'}-{digest}"
     entry.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(entry) + ".lock"):
         corpus = _open(entry)
         if corpus is None:
             start = time.perf_counter()
-            corpus = _build(source, unlabeled, unlabeled_root, data_dir, Tokenizer(level, lowercase, punctuation), min_freq,
-                            max_vocab, val_fraction, seed, name)
+            corpus = build()
             _store(corpus, entry, settings)
             log.info("tokenised %s in %.1fs (%s tokens, vocabulary %d) -> %s", corpus.name,
                      time.perf_counter() - start, f"{sum(int(s.offsets[-1]) for s in _splits(corpus)):,}",
@@ -92,7 +93,8 @@ def make_corpus(source: Callable[[], Texts], name: str | None = None, unlabeled:
     return corpus
 
 
-def _build(source, unlabeled, unlabeled_root, data_dir, tokenizer, min_freq, max_vocab, val_fraction, seed, name) -> Corpus:
+def _build(source, unlabeled, unlabeled_root, data_dir, tokenizer, min_freq, max_vocab, val_fraction, seed,
+           name) -> Corpus:
     texts = source()
     extra = unlabeled_loader(unlabeled)(root=unlabeled_root, cache_dir=data_dir) if unlabeled else []
     rng = np.random.default_rng(seed)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from semiseq import SemiseqError
-from semiseq.data.download import extract, fetch
+from semiseq.data.download import ensure
 from semiseq.data.texts import Texts
 
 log = logging.getLogger(__name__)
@@ -103,15 +103,8 @@ def _read(root: str | Path | None, download: bool, cache_dir: str) -> tuple[list
 
 def _cached(base: Path, download: bool) -> Path:
     """``base/rt-polaritydata``, downloading and extracting the archive into ``base`` the first time."""
-    folder, archive = base / FOLDER, base / ARCHIVE
-    if all((folder / name).is_file() for name in FILES):
-        return folder
-    if download:
-        fetch(URL, archive, SHA256)
-    elif not archive.is_file():
-        raise SemiseqError(f"Rotten Tomatoes data is not in {base} and download=False; download {URL} and place "
-                           f"it at {archive}, or pass download=True")
-    extract(archive, base)
+    folder = base / FOLDER
+    ensure("Rotten Tomatoes data", URL, SHA256, base / ARCHIVE, all((folder / n).is_file() for n in FILES), download)
     return folder
 
 
