@@ -6,3 +6,10 @@ __version__ = "0.1.0"
 class SemiseqError(ValueError):
     """Bad input (data, checkpoint, config): the message names the thing, the value and the fix.
     ``train.py`` prints it as one line instead of a stack trace."""
+
+
+def load(path: str, device: str | None = None) -> "semiseq.inference.Model":  # noqa: F821
+    """Load a checkpoint to predict, embed or test with (see :func:`semiseq.inference.load`)."""
+    from semiseq.inference import load as _load  # here, so that `import semiseq` stays light
+
+    return _load(path, device)
