@@ -299,7 +299,8 @@ def evaluate(model: Model, corpus: Corpus, trainer: Callable[..., L.Trainer] | N
     that ``trainer(callbacks=...)`` makes (default: quiet, no logger). Returns test/acc, test/error (%), test/loss and
     the confusion matrix (rows: true class, columns: predicted). Refuses data whose vocabulary or classes differ."""
     model.require_classifier("test")
-    check_vocab(model.vocab.itos, corpus.vocab.itos, model.path, corpus.name)
+    check_vocab(model.vocab.itos, corpus.vocab.itos, model.path, corpus.name,
+                fix="Test with the data settings the checkpoint was trained with (e.g. the same data= and data.*).")
     if list(corpus.class_names) != model.class_names:
         raise SemiseqError(f"class mismatch: checkpoint {model.path} predicts {model.class_names} but dataset "
                            f"{corpus.name!r} has {list(corpus.class_names)}; test on the data it was trained on")

@@ -38,7 +38,12 @@ def read_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
-def check_vocab(ckpt_vocab: list[str], vocab: list[str], ckpt_name: str, data_name: str) -> None:
+FIX_FOR_TRAINING = ("Pretrain on this dataset's vocabulary (leave init.checkpoint=null) or fine-tune on the data the "
+                    "checkpoint was built from.")
+
+
+def check_vocab(ckpt_vocab: list[str], vocab: list[str], ckpt_name: str, data_name: str,
+                fix: str = FIX_FOR_TRAINING) -> None:
     """Raise one clear error when the checkpoint's vocabulary differs from the dataset's."""
     if ckpt_vocab == vocab:
         return
@@ -46,8 +51,7 @@ def check_vocab(ckpt_vocab: list[str], vocab: list[str], ckpt_name: str, data_na
     at = lambda v: repr(v[first]) if first < len(v) else "<end>"  # noqa: E731
     raise TransferError(
         f"vocabulary mismatch: checkpoint {ckpt_name} has {len(ckpt_vocab)} tokens but dataset {data_name!r} has "
-        f"{len(vocab)}; they first differ at id {first} ({at(ckpt_vocab)} vs {at(vocab)}). Pretrain on this "
-        "dataset's vocabulary (leave init.checkpoint=null) or fine-tune on the data the checkpoint was built from.")
+        f"{len(vocab)}; they first differ at id {first} ({at(ckpt_vocab)} vs {at(vocab)}). {fix}")
 
 
 def load_backbone(model: nn.Module, path: str | Path, vocab: list[str], data_name: str = "?") -> int:
