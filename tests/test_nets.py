@@ -73,3 +73,31 @@ def test_token_loss_ignores_padding():
     assert count == 3
     expected = F.cross_entropy(logits[targets != PAD], targets[targets != PAD])
     torch.testing.assert_close(loss, expected)
+
+
+def test_truncated_bptt_windows_give_the_same_loss_values():
+    torch.manual_seed(0)
+    tokens, lengths = padded_batch([9, 4, 7, 1])
+    for net in (LanguageModel(Backbone(V, 8, 16, num_layers=2)), SequenceAutoencoder(Backbone(V, 8, 16))):
+        net.eval()
+        full, count = token_loss(*net(tokens, lengths))
+        windows = list(net.window_losses(tokens, lengths, window=3))
+        assert len(windows) == 4  # 10 decoder steps (9 tokens + <eos>)
+        torch.testing.assert_close(sum(windows) / count, full)
+        (whole,) = net.window_losses(tokens, lengths, window=100)
+        torch.testing.assert_close(whole / count, full)
+
+
+def test_encode_windows_matches_encode_and_truncates_the_gradient():
+    torch.manual_seed(0)
+    bb = Backbone(V, 8, 16)
+    tokens, lengths = padded_batch([9, 4, 7])
+    h, c = bb.encode_windows(tokens, lengths, window=3)
+    h_ref, c_ref = bb.encode(tokens, lengths)
+    torch.testing.assert_close(h, h_ref)
+    torch.testing.assert_close(c, c_ref)
+    # Row 0 ends in the third window (steps 6-8): its state's gradient reaches those tokens only.
+    emb = bb.embedding.weight
+    h[0, 0].sum().backward()
+    touched = set(torch.nonzero(emb.grad.abs().sum(1)).flatten().tolist())
+    assert touched == set(tokens[0, 6:9].tolist())

@@ -18,12 +18,14 @@ def smoke(make_cfg):
     return cfg, pipeline.build_corpus(cfg)
 
 
-@pytest.mark.parametrize("objective", ["sa", "lm"])
-def test_pretraining_loss_falls(smoke, objective, tmp_path):
+@pytest.mark.parametrize("objective,tbptt", [("sa", None), ("lm", None), ("sa", 4), ("lm", 4)])
+def test_pretraining_loss_falls(smoke, objective, tbptt, tmp_path):
     cfg, corpus = smoke
+    cfg.pretrain.tbptt_steps = tbptt  # smoke sequences have 3-12 tokens: up to 4 windows
     cfg.pretrain.max_steps = 40
     cfg.pretrain.val_every_n_steps = 40
     cfg.pretrain.lr = 1e-2
+    torch.manual_seed(0)
     task = pipeline.build_pretrainer(cfg, corpus, objective)
     # inference_mode=False: metric states made in `validate` must stay updatable in `fit`
     trainer = pipeline.build_trainer(cfg, tmp_path, [], [], max_steps=40, enable_checkpointing=False,

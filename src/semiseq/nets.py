@@ -31,8 +31,11 @@ class Backbone(nn.Module):
     def forward(self, tokens: torch.Tensor, state: State | None = None) -> torch.Tensor:
         """tokens [B, T] -> top-layer outputs [B, T, H]. With right padding the LSTM is causal, so the
         outputs at real positions are exact; positions past a sequence's length are not to be used."""
-        out, _ = self.lstm(self.embed_dropout(self.embedding(tokens)), state)
-        return out
+        return self.scan(tokens, state)[0]
+
+    def scan(self, tokens: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """Outputs and the state after the last column (padding included): a window of a longer sequence."""
+        return self.lstm(self.embed_dropout(self.embedding(tokens)), state)
 
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor, state: State | None = None) -> State:
         """The (h, c) of every layer after each sequence's last real token, each [layers, B, H].
@@ -56,6 +59,28 @@ class Backbone(nn.Module):
             state, start, active = (h[:, :still], c[:, :still]), end, still
         inverse = torch.argsort(order).to(x.device)
         return torch.cat(done_h[::-1], 1)[:, inverse], torch.cat(done_c[::-1], 1)[:, inverse]
+
+    def encode_windows(self, tokens: torch.Tensor, lengths: torch.Tensor, window: int) -> State:
+        """:meth:`encode`, ``window`` steps at a time, for sequences too long to back-propagate through
+        whole (truncated BPTT): the values are the same; gradient reaches only the window where each
+        sequence ends, so only those windows' graphs are kept."""
+        if tokens.size(1) <= window:
+            return self.encode(tokens, lengths)
+        lengths = lengths.cpu()
+        weight = self.embedding.weight
+        h = weight.new_zeros(self.lstm.num_layers, tokens.size(0), self.lstm.hidden_size)
+        c = torch.zeros_like(h)
+        for start in range(0, tokens.size(1), window):
+            seg = (lengths - start).clamp(0, window)
+            rows = (seg > 0).nonzero().squeeze(1)
+            if len(rows) == 0:
+                break
+            at = rows.to(weight.device)
+            nh, nc = self.encode(tokens[at, start:start + window], seg[rows], (h[:, at].detach(), c[:, at].detach()))
+            if not bool((lengths[rows] <= start + window).any()):  # nobody ends here: keep no graph
+                nh, nc = nh.detach(), nc.detach()
+            h, c = h.index_copy(1, at, nh), c.index_copy(1, at, nc)
+        return h, c
 
 
 def teacher_forcing(tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,6 +106,23 @@ class LanguageModel(nn.Module):
         inputs, targets = teacher_forcing(tokens, lengths)
         return self.output(self.dropout(self.backbone(inputs, state))), targets
 
+    def start_state(self, tokens: torch.Tensor, lengths: torch.Tensor, window: int) -> State | None:
+        """The state prediction starts from: none for a language model."""
+        return None
+
+    def window_losses(self, tokens: torch.Tensor, lengths: torch.Tensor, window: int):
+        """Truncated back-propagation through time: yields the summed token loss of each ``window``
+        steps in turn (backward each before taking the next); the state crosses windows detached.
+        With ``window`` > T this is one loss, the same as :meth:`forward`'s."""
+        inputs, targets = teacher_forcing(tokens, lengths)
+        state = self.start_state(tokens, lengths, window)
+        for start in range(0, inputs.size(1), window):
+            out, state = self.backbone.scan(inputs[:, start:start + window], state)
+            logits = self.output(self.dropout(out))
+            yield F.cross_entropy(logits.flatten(0, 1), targets[:, start:start + window].flatten(),
+                                  ignore_index=PAD, reduction="sum")
+            state = tuple(s.detach() for s in state)
+
 
 class SequenceAutoencoder(LanguageModel):
     """The paper's SA-LSTM: the backbone reads the sequence, then the *same* backbone, started from
@@ -96,6 +138,9 @@ class SequenceAutoencoder(LanguageModel):
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, state: State | None = None):
         return super().forward(tokens, lengths, self.encoder.encode(tokens, lengths, state))
+
+    def start_state(self, tokens: torch.Tensor, lengths: torch.Tensor, window: int) -> State:
+        return self.encoder.encode_windows(tokens, lengths, window)
 
 
 class Classifier(nn.Module):

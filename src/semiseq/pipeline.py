@@ -39,7 +39,8 @@ def _net_kwargs(cfg: DictConfig, corpus: Corpus, stage: DictConfig) -> dict:
 
 
 def build_pretrainer(cfg: DictConfig, corpus: Corpus, objective: str) -> Pretrainer:
-    return Pretrainer(objective, **_net_kwargs(cfg, corpus, cfg.pretrain))
+    return Pretrainer(objective, grad_clip=cfg.pretrain.grad_clip, tbptt_steps=cfg.pretrain.get("tbptt_steps"),
+                      **_net_kwargs(cfg, corpus, cfg.pretrain))
 
 
 def build_classifier(cfg: DictConfig, corpus: Corpus) -> ClassifierTask:
@@ -62,7 +63,7 @@ def pretrain(cfg: DictConfig, corpus: Corpus, objective: str, run_dir: Path) -> 
                                every_n_train_steps=cfg.pretrain.val_every_n_steps)
     trainer = build_trainer(cfg, run_dir, loggers, [periodic], max_steps=steps, max_epochs=-1,
                             val_check_interval=min(cfg.pretrain.val_every_n_steps, steps),
-                            check_val_every_n_epoch=None, gradient_clip_val=cfg.pretrain.grad_clip)
+                            check_val_every_n_epoch=None)  # the Pretrainer clips its own gradients
     start = time.perf_counter()
     trainer.fit(task, build_datamodule(cfg, corpus, "pretrain"))
     path = run_dir / "checkpoints" / "pretrained.ckpt"

@@ -17,6 +17,10 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
+# Bump when a code change alters what pretraining produces for the same config: cached weights from
+# older code are then not reused. 2: manual optimisation (truncated BPTT), 200-batch bucketing chunks.
+PRETRAIN_VERSION = 2
+
 # Config keys that change how a run goes, not what pretraining learns: left out of the cache key.
 NOT_IN_KEY = {"data": {"num_workers", "eval_batch_size"}, "model": {"objective", "head_dim", "head_dropout"}}
 
@@ -71,6 +75,7 @@ def pretrain_key(cfg: DictConfig, objective: str) -> dict:
     """Everything that determines pretrained weights: data, network, objective, pretraining recipe."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     return {
+        "version": PRETRAIN_VERSION,
         "objective": objective,
         "data": {k: v for k, v in resolved["data"].items() if k not in NOT_IN_KEY["data"]},
         "model": {k: v for k, v in resolved["model"].items() if k not in NOT_IN_KEY["model"]},

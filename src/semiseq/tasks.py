@@ -47,7 +47,8 @@ class Pretrainer(_Task):
 
     def __init__(self, objective: str, vocab_size: int, embed_dim: int, hidden_dim: int, num_layers: int = 1,
                  embed_dropout: float = 0.0, dropout: float = 0.0, lr: float = 1e-3, weight_decay: float = 0.0,
-                 meta: dict | None = None, **_classifier_only):
+                 grad_clip: float | None = None, tbptt_steps: int | None = None, meta: dict | None = None,
+                 **_classifier_only):
         super().__init__(meta)
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown pretraining objective {objective!r}; choose one of {sorted(OBJECTIVES)}")
@@ -56,12 +57,21 @@ class Pretrainer(_Task):
         backbone = Backbone(vocab_size, embed_dim, hidden_dim, num_layers, embed_dropout, dropout)
         self.net = OBJECTIVES[objective](backbone, dropout)
         self.val_loss = MeanMetric()
+        self.automatic_optimization = False  # a step may back-propagate window by window (truncated BPTT)
 
     def training_step(self, batch, batch_idx):
         tokens, lengths, _ = batch
-        loss, count = token_loss(*self.net(tokens, lengths))
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        count = (lengths + 1).sum()  # targets: every token and the closing <eos>
+        total = 0.0
+        for loss in self.net.window_losses(tokens, lengths, self.hparams.tbptt_steps or tokens.size(1) + 1):
+            self.manual_backward(loss / count)  # gradients add up over windows: one step per batch
+            total = total + loss.detach()
+        if self.hparams.grad_clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
+        optimizer.step()
+        self.log("train/loss", total / count, prog_bar=True)
 
     def validation_step(self, batch, batch_idx):
         tokens, lengths, _ = batch
