@@ -101,3 +101,20 @@ def test_encode_windows_matches_encode_and_truncates_the_gradient():
     h[0, 0].sum().backward()
     touched = set(torch.nonzero(emb.grad.abs().sum(1)).flatten().tolist())
     assert touched == set(tokens[0, 6:9].tolist())
+
+
+def test_adaptive_softmax_is_a_distribution_and_ignores_padding():
+    torch.manual_seed(0)
+    vocab = 60
+    lm = LanguageModel(Backbone(vocab, 8, 16), softmax="adaptive", cutoffs=(10, 30)).eval()
+    assert lm.adaptive
+    tokens, lengths = padded_batch([6, 2, 5])
+    tokens = tokens * 3 % vocab  # ids across all clusters
+    for row, n in enumerate(lengths.tolist()):
+        tokens[row, n:] = PAD
+    log_probs, targets = lm(tokens, lengths)
+    torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(3, 7))
+    (whole,) = lm.window_losses(tokens, lengths, 100)
+    expected = F.nll_loss(log_probs.flatten(0, 1), targets.flatten(), ignore_index=PAD, reduction="sum")
+    torch.testing.assert_close(whole, expected)
+    assert not LanguageModel(Backbone(20, 8, 16), softmax="adaptive", cutoffs=(2000,)).adaptive  # vocab too small

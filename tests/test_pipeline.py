@@ -18,15 +18,18 @@ def smoke(make_cfg):
     return cfg, pipeline.build_corpus(cfg)
 
 
-@pytest.mark.parametrize("objective,tbptt", [("sa", None), ("lm", None), ("sa", 4), ("lm", 4)])
-def test_pretraining_loss_falls(smoke, objective, tbptt, tmp_path):
+@pytest.mark.parametrize("objective,tbptt,softmax", [("sa", None, "full"), ("lm", None, "full"), ("sa", 4, "full"),
+                                                     ("lm", 4, "full"), ("sa", None, "adaptive")])
+def test_pretraining_loss_falls(smoke, objective, tbptt, softmax, tmp_path):
     cfg, corpus = smoke
     cfg.pretrain.tbptt_steps = tbptt  # smoke sequences have 3-12 tokens: up to 4 windows
+    cfg.model.softmax, cfg.model.adaptive_cutoffs = softmax, [5, 8]  # 11 tokens: a head and two tail clusters
     cfg.pretrain.max_steps = 40
     cfg.pretrain.val_every_n_steps = 40
     cfg.pretrain.lr = 1e-2
     torch.manual_seed(0)
     task = pipeline.build_pretrainer(cfg, corpus, objective)
+    assert task.net.adaptive == (softmax == "adaptive")
     # inference_mode=False: metric states made in `validate` must stay updatable in `fit`
     trainer = pipeline.build_trainer(cfg, tmp_path, [], [], max_steps=40, enable_checkpointing=False,
                                      inference_mode=False)

@@ -93,18 +93,42 @@ def teacher_forcing(tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.
 
 
 class LanguageModel(nn.Module):
-    """Next-token prediction with the backbone (the paper's LM-LSTM)."""
+    """Next-token prediction with the backbone (the paper's LM-LSTM).
 
-    def __init__(self, backbone: Backbone, dropout: float = 0.0):
+    ``softmax='adaptive'`` replaces the full softmax over the vocabulary with an adaptive one
+    (Grave et al. 2017: frequent words in a small head, rare ones in smaller clusters behind
+    ``cutoffs``), much cheaper for large vocabularies; the vocabulary is sorted by frequency."""
+
+    def __init__(self, backbone: Backbone, dropout: float = 0.0, softmax: str = "full",
+                 cutoffs: tuple[int, ...] = (2000, 10000)):
         super().__init__()
         self.backbone = backbone
         self.dropout = nn.Dropout(dropout)
-        self.output = nn.Linear(backbone.lstm.hidden_size, backbone.embedding.num_embeddings)
+        hidden, vocab = backbone.lstm.hidden_size, backbone.embedding.num_embeddings
+        cutoffs = [c for c in cutoffs if c < vocab - 1]
+        if softmax not in ("full", "adaptive"):
+            raise ValueError(f"softmax must be 'full' or 'adaptive', got {softmax!r}")
+        self.adaptive = softmax == "adaptive" and bool(cutoffs)  # a tiny vocabulary needs no clusters
+        self.output = (nn.AdaptiveLogSoftmaxWithLoss(hidden, vocab, cutoffs, div_value=4.0) if self.adaptive
+                       else nn.Linear(hidden, vocab))
+
+    def log_probs(self, out: torch.Tensor) -> torch.Tensor:
+        """Decoder outputs [..., H] -> (unnormalised for the full softmax) log-probabilities [..., V]."""
+        out = self.dropout(out)
+        return self.output.log_prob(out.flatten(0, -2)).view(*out.shape[:-1], -1) if self.adaptive else self.output(out)
+
+    def nll(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Summed negative log-likelihood of the real (non-PAD) targets; padding is never projected."""
+        real = targets != PAD
+        out, targets = self.dropout(out[real]), targets[real]
+        if self.adaptive:
+            return self.output(out, targets).loss * targets.numel()
+        return F.cross_entropy(self.output(out), targets, reduction="sum")
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, state: State | None = None):
         """Returns (logits [B, T+1, V], targets [B, T+1]) with PAD targets to ignore."""
         inputs, targets = teacher_forcing(tokens, lengths)
-        return self.output(self.dropout(self.backbone(inputs, state))), targets
+        return self.log_probs(self.backbone(inputs, state)), targets
 
     def start_state(self, tokens: torch.Tensor, lengths: torch.Tensor, window: int) -> State | None:
         """The state prediction starts from: none for a language model."""
@@ -118,9 +142,7 @@ class LanguageModel(nn.Module):
         state = self.start_state(tokens, lengths, window)
         for start in range(0, inputs.size(1), window):
             out, state = self.backbone.scan(inputs[:, start:start + window], state)
-            logits = self.output(self.dropout(out))
-            yield F.cross_entropy(logits.flatten(0, 1), targets[:, start:start + window].flatten(),
-                                  ignore_index=PAD, reduction="sum")
+            yield self.nll(out, targets[:, start:start + window])
             state = tuple(s.detach() for s in state)
 
 

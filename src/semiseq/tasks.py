@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from semiseq.nets import Backbone, Classifier, LanguageModel, SequenceAutoencoder, token_loss
+from semiseq.nets import Backbone, Classifier, LanguageModel, SequenceAutoencoder
 
 OBJECTIVES = {"sa": SequenceAutoencoder, "lm": LanguageModel}
 
@@ -47,15 +47,15 @@ class Pretrainer(_Task):
 
     def __init__(self, objective: str, vocab_size: int, embed_dim: int, hidden_dim: int, num_layers: int = 1,
                  embed_dropout: float = 0.0, dropout: float = 0.0, lr: float = 1e-3, weight_decay: float = 0.0,
-                 grad_clip: float | None = None, tbptt_steps: int | None = None, meta: dict | None = None,
-                 **_classifier_only):
+                 grad_clip: float | None = None, tbptt_steps: int | None = None, softmax: str = "full",
+                 adaptive_cutoffs: tuple[int, ...] = (2000, 10000), meta: dict | None = None, **_classifier_only):
         super().__init__(meta)
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown pretraining objective {objective!r}; choose one of {sorted(OBJECTIVES)}")
         self.save_hyperparameters(ignore=["meta", "_classifier_only"])
         self.kind = objective
         backbone = Backbone(vocab_size, embed_dim, hidden_dim, num_layers, embed_dropout, dropout)
-        self.net = OBJECTIVES[objective](backbone, dropout)
+        self.net = OBJECTIVES[objective](backbone, dropout, softmax, tuple(adaptive_cutoffs))
         self.val_loss = MeanMetric()
         self.automatic_optimization = False  # a step may back-propagate window by window (truncated BPTT)
 
@@ -75,8 +75,9 @@ class Pretrainer(_Task):
 
     def validation_step(self, batch, batch_idx):
         tokens, lengths, _ = batch
-        loss, count = token_loss(*self.net(tokens, lengths))
-        self.val_loss.update(loss, weight=count)  # per-token mean over the whole validation set
+        count = (lengths + 1).sum()
+        (loss,) = self.net.window_losses(tokens, lengths, tokens.size(1) + 1)  # one window: the whole sequence
+        self.val_loss.update(loss / count, weight=count)  # per-token mean over the whole validation set
 
     def on_validation_epoch_end(self):
         loss = self.val_loss.compute()
