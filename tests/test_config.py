@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 
 from semiseq import pipeline, runs
 
-from . import test_data_dbpedia, test_data_imdb, test_data_newsgroups, test_data_rt
+from . import test_data_cifar, test_data_dbpedia, test_data_imdb, test_data_newsgroups, test_data_rt
 from .conftest import CONF, ROOT
 
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")
@@ -31,6 +31,7 @@ DATA_FILES = {
     "newsgroups20": lambda tmp: [f"data.root={test_data_newsgroups.write_bydate(tmp / 'ng')}"],
     "dbpedia_char": lambda tmp: [f"data.root={test_data_dbpedia.write_csv_folder(tmp / 'db')}"],
     "files": lambda tmp: [f"data.train={tiny_files(tmp)}"],
+    "cifar10_rows": lambda tmp: [f"data.root={test_data_cifar.write_files(tmp / 'cifar')}"],
 }
 
 
@@ -46,7 +47,7 @@ def test_option_composes_and_instantiates(make_cfg, tmp_path, group, option):
                      "model.embed_dim=8", "model.hidden_dim=16", "model.head_dim=16"]
     cfg = make_cfg(*overrides)
     corpus = pipeline.build_corpus(cfg)
-    assert len(corpus.vocab) > 3 and len(corpus.train) > 0
+    assert (len(corpus.vocab) > 3 or corpus.input_dim) and len(corpus.train) > 0
     objective = cfg.init.name if cfg.init.name in ("sa", "lm") else cfg.model.objective
     assert pipeline.build_pretrainer(cfg, corpus, objective).net is not None
     assert pipeline.build_classifier(cfg, corpus).net is not None

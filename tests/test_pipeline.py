@@ -11,6 +11,8 @@ from semiseq.data.corpus import Vocab
 from semiseq.tasks import ClassifierTask, Pretrainer
 from semiseq.transfer import TransferError, load_backbone
 
+from . import test_data_cifar
+
 
 @pytest.fixture
 def smoke(make_cfg):
@@ -113,3 +115,26 @@ def test_finetune_from_random_and_from_checkpoint(smoke, sa_checkpoint, tmp_path
     assert Path(r["best_checkpoint"]).is_file() and (tmp_path / "ft" / "results.json").is_file()
     clf = ClassifierTask.load_from_checkpoint(r["best_checkpoint"], weights_only=True)
     assert clf.vocab == corpus.vocab.itos
+
+
+@pytest.mark.parametrize("objective", ["sa", "lm"])
+def test_cifar_rows_pretrain_with_l2_then_finetune(make_cfg, tmp_path, objective):
+    root = test_data_cifar.write_files(tmp_path / "cifar")
+    cfg = make_cfg("data=cifar10_rows", f"data.root={root}", f"init={objective}", "model.embed_dim=8",
+                   "model.hidden_dim=16", "model.head_dim=16", "logger=none", "callbacks=none", "pretrain.lr=1e-2",
+                   "pretrain.max_steps=30", "pretrain.val_every_n_steps=30", "pretrain.batch_size=4",
+                   "finetune.max_epochs=2", "finetune.batch_size=4", "trainer.enable_progress_bar=false")
+    corpus = pipeline.build_corpus(cfg)
+    assert corpus.input_dim == 96 and corpus.train[0][0].shape == (32, 96)
+    torch.manual_seed(0)
+    task = pipeline.build_pretrainer(cfg, corpus, objective)
+    trainer = pipeline.build_trainer(cfg, tmp_path, [], [], max_steps=30, enable_checkpointing=False,
+                                     inference_mode=False)
+    dm = pipeline.build_datamodule(cfg, corpus, "pretrain")
+    before = trainer.validate(task, dm, verbose=False)[0]["val/loss"]  # summed squared error per row
+    trainer.fit(task, dm)
+    after = trainer.validate(task, dm, verbose=False)[0]["val/loss"]
+    assert after < 0.8 * before, (before, after)
+    r = pipeline.finetune(cfg, corpus, tmp_path / "ft")  # pretrains into the cache first
+    assert r["tensors_loaded"] == 6  # the linear input layer's weight and bias + 4 LSTM tensors
+    assert 0.0 <= r["test/acc"] <= 1.0

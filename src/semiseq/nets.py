@@ -21,9 +21,11 @@ class Backbone(nn.Module):
     """Embedding + LSTM: the part that pretraining teaches and the classifier inherits."""
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int, num_layers: int = 1,
-                 embed_dropout: float = 0.0, dropout: float = 0.0):
+                 embed_dropout: float = 0.0, dropout: float = 0.0, input_dim: int | None = None):
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD)
+        self.input_dim = input_dim  # real-valued steps (e.g. CIFAR-10 pixel rows): a linear input layer
+        self.embedding = (nn.Embedding(vocab_size, embed_dim, padding_idx=PAD) if input_dim is None
+                          else nn.Linear(input_dim, embed_dim))
         self.embed_dropout = nn.Dropout(embed_dropout)
         self.lstm = nn.LSTM(embed_dim, hidden_dim, num_layers, batch_first=True,
                             dropout=dropout if num_layers > 1 else 0.0)
@@ -84,7 +86,10 @@ class Backbone(nn.Module):
 
 
 def teacher_forcing(tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decoder inputs ``<eos> x1..xT`` and targets ``x1..xT <eos>`` (PAD beyond: ignored by the loss)."""
+    """Decoder inputs ``<eos> x1..xT`` and targets ``x1..xT <eos>`` (PAD beyond: ignored by the loss).
+    Real-valued steps [B, T, F]: inputs ``0 x1..x(T-1)`` and targets ``x1..xT`` (no end symbol)."""
+    if tokens.dim() == 3:
+        return torch.cat([torch.zeros_like(tokens[:, :1]), tokens[:, :-1]], dim=1), tokens
     go = tokens.new_full((tokens.size(0), 1), EOS)
     inputs = torch.cat([go, tokens], dim=1)
     targets = torch.cat([tokens, tokens.new_full((tokens.size(0), 1), PAD)], dim=1)
@@ -104,21 +109,29 @@ class LanguageModel(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.dropout = nn.Dropout(dropout)
-        hidden, vocab = backbone.lstm.hidden_size, backbone.embedding.num_embeddings
+        hidden, self.continuous = backbone.lstm.hidden_size, backbone.input_dim is not None
+        vocab = backbone.input_dim or backbone.embedding.num_embeddings  # real-valued steps: predict the values
         cutoffs = [c for c in cutoffs if c < vocab - 1]
         if softmax not in ("full", "adaptive"):
             raise ValueError(f"softmax must be 'full' or 'adaptive', got {softmax!r}")
-        self.adaptive = softmax == "adaptive" and bool(cutoffs)  # a tiny vocabulary needs no clusters
+        self.adaptive = softmax == "adaptive" and bool(cutoffs) and not self.continuous
         self.output = (nn.AdaptiveLogSoftmaxWithLoss(hidden, vocab, cutoffs, div_value=4.0) if self.adaptive
                        else nn.Linear(hidden, vocab))
+
+    def num_targets(self, lengths: torch.Tensor) -> torch.Tensor:
+        """How many targets a batch has: every token and the closing <eos> (real-valued: every step)."""
+        return lengths.sum() if self.continuous else (lengths + 1).sum()
 
     def log_probs(self, out: torch.Tensor) -> torch.Tensor:
         """Decoder outputs [..., H] -> (unnormalised for the full softmax) log-probabilities [..., V]."""
         out = self.dropout(out)
         return self.output.log_prob(out.flatten(0, -2)).view(*out.shape[:-1], -1) if self.adaptive else self.output(out)
 
-    def nll(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Summed negative log-likelihood of the real (non-PAD) targets; padding is never projected."""
+    def nll(self, out: torch.Tensor, targets: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        """Summed negative log-likelihood of the real (non-PAD) targets; padding is never projected.
+        Real-valued steps (``real`` marks them): the summed squared error per step (the paper's L2 loss)."""
+        if self.continuous:
+            return F.mse_loss(self.output(self.dropout(out[real])), targets[real], reduction="sum")
         real = targets != PAD
         out, targets = self.dropout(out[real]), targets[real]
         if self.adaptive:
@@ -139,10 +152,11 @@ class LanguageModel(nn.Module):
         steps in turn (backward each before taking the next); the state crosses windows detached.
         With ``window`` > T this is one loss, the same as :meth:`forward`'s."""
         inputs, targets = teacher_forcing(tokens, lengths)
+        real = torch.arange(targets.size(1), device=targets.device) < lengths.to(targets.device)[:, None]
         state = self.start_state(tokens, lengths, window)
         for start in range(0, inputs.size(1), window):
             out, state = self.backbone.scan(inputs[:, start:start + window], state)
-            yield self.nll(out, targets[:, start:start + window])
+            yield self.nll(out, targets[:, start:start + window], real[:, start:start + window])
             state = tuple(s.detach() for s in state)
 
 

@@ -34,7 +34,8 @@ def build_datamodule(cfg: DictConfig, corpus: Corpus, task: str) -> SequenceData
 def _net_kwargs(cfg: DictConfig, corpus: Corpus, stage: DictConfig) -> dict:
     model = OmegaConf.to_container(cfg.model, resolve=True)
     model.pop("objective")
-    return dict(model, vocab_size=len(corpus.vocab), meta=dict(corpus.meta(), max_len=cfg.data.max_len), lr=stage.lr,
+    meta = dict(corpus.meta(), max_len=cfg.data.max_len)
+    return dict(model, vocab_size=len(corpus.vocab), input_dim=corpus.input_dim, meta=meta, lr=stage.lr,
                 weight_decay=stage.weight_decay)
 
 

@@ -48,13 +48,14 @@ class Pretrainer(_Task):
     def __init__(self, objective: str, vocab_size: int, embed_dim: int, hidden_dim: int, num_layers: int = 1,
                  embed_dropout: float = 0.0, dropout: float = 0.0, lr: float = 1e-3, weight_decay: float = 0.0,
                  grad_clip: float | None = None, tbptt_steps: int | None = None, softmax: str = "full",
-                 adaptive_cutoffs: tuple[int, ...] = (2000, 10000), meta: dict | None = None, **_classifier_only):
+                 adaptive_cutoffs: tuple[int, ...] = (2000, 10000), input_dim: int | None = None,
+                 meta: dict | None = None, **_classifier_only):
         super().__init__(meta)
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown pretraining objective {objective!r}; choose one of {sorted(OBJECTIVES)}")
         self.save_hyperparameters(ignore=["meta", "_classifier_only"])
         self.kind = objective
-        backbone = Backbone(vocab_size, embed_dim, hidden_dim, num_layers, embed_dropout, dropout)
+        backbone = Backbone(vocab_size, embed_dim, hidden_dim, num_layers, embed_dropout, dropout, input_dim)
         self.net = OBJECTIVES[objective](backbone, dropout, softmax, tuple(adaptive_cutoffs))
         self.val_loss = MeanMetric()
         self.automatic_optimization = False  # a step may back-propagate window by window (truncated BPTT)
@@ -63,7 +64,7 @@ class Pretrainer(_Task):
         tokens, lengths, _ = batch
         optimizer = self.optimizers()
         optimizer.zero_grad()
-        count = (lengths + 1).sum()  # targets: every token and the closing <eos>
+        count = self.net.num_targets(lengths)
         total = 0.0
         for loss in self.net.window_losses(tokens, lengths, self.hparams.tbptt_steps or tokens.size(1) + 1):
             self.manual_backward(loss / count)  # gradients add up over windows: one step per batch
@@ -75,7 +76,7 @@ class Pretrainer(_Task):
 
     def validation_step(self, batch, batch_idx):
         tokens, lengths, _ = batch
-        count = (lengths + 1).sum()
+        count = self.net.num_targets(lengths)
         (loss,) = self.net.window_losses(tokens, lengths, tokens.size(1) + 1)  # one window: the whole sequence
         self.val_loss.update(loss / count, weight=count)  # per-token mean over the whole validation set
 
@@ -93,10 +94,10 @@ class ClassifierTask(_Task):
     def __init__(self, num_classes: int, vocab_size: int, embed_dim: int, hidden_dim: int, num_layers: int = 1,
                  embed_dropout: float = 0.0, dropout: float = 0.0, head_dim: int = 512, head_dropout: float = 0.5,
                  lr: float = 1e-3, head_lr: float | None = None, weight_decay: float = 0.0,
-                 meta: dict | None = None, **_pretrain_only):
+                 input_dim: int | None = None, meta: dict | None = None, **_pretrain_only):
         super().__init__(meta)
         self.save_hyperparameters(ignore=["meta", "_pretrain_only"])
-        backbone = Backbone(vocab_size, embed_dim, hidden_dim, num_layers, embed_dropout, dropout)
+        backbone = Backbone(vocab_size, embed_dim, hidden_dim, num_layers, embed_dropout, dropout, input_dim)
         self.net = Classifier(backbone, num_classes, head_dim, head_dropout, dropout)
         self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(num_classes, average="micro")
                                                        for _ in range(3))

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from semiseq import SemiseqError
+from semiseq.data.corpus import SPECIALS, Corpus, Sequences, Vocab
 from semiseq.data.download import ensure
 
 log = logging.getLogger(__name__)
@@ -179,3 +180,23 @@ def _archive(archive: Path) -> tuple[Callable[[str], np.ndarray], str]:
         raise SemiseqError(f"{archive} holds no {', '.join(missing)}; pass the original {ARCHIVE} from {URL}")
     return (lambda name: np.frombuffer(found[name], dtype=np.uint8)), f"{archive}:{FOLDER}"
 
+
+
+def make_corpus(root: str | None = None, download: bool = True, cache_dir: str = "~/.cache/semiseq/data",
+                max_train: int | None = None, max_test: int | None = None, val_fraction: float = 0.15,
+                seed: int = 0) -> Corpus:
+    """CIFAR-10 as a :class:`Corpus` of 32-step sequences of 96 pixel values (``input_dim=96``); the
+    training images double as the pretraining pool, so ``unlabeled`` is empty."""
+    images = load(root, download, cache_dir, max_train, max_test)
+    order = np.random.default_rng(seed).permutation(len(images.train))
+    n_val = int(round(val_fraction * len(order)))
+
+    def rows(x: np.ndarray, labels: np.ndarray | None) -> Sequences:
+        offsets = np.arange(0, len(x) * x.shape[1] + 1, x.shape[1], dtype=np.int64)
+        return Sequences(x.reshape(-1, x.shape[2]), offsets, labels)
+
+    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    return Corpus(images.name, Vocab(list(SPECIALS)), rows(images.train[train_idx], images.train_labels[train_idx]),
+                  rows(images.train[val_idx], images.train_labels[val_idx]), rows(images.test, images.test_labels),
+                  rows(images.train[:0], None), list(images.class_names), {"level": "pixel_rows"},
+                  input_dim=images.train.shape[2])

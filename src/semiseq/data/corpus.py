@@ -104,6 +104,7 @@ class Corpus:
     unlabeled: Sequences
     class_names: list[str]
     tokenizer: dict = field(default_factory=lambda: {"level": "word", "lowercase": True, "punctuation": True})
+    input_dim: int | None = None  # real-valued steps of this many features (pixel rows) instead of token ids
 
     @property
     def num_classes(self) -> int:
@@ -112,7 +113,7 @@ class Corpus:
     def meta(self) -> dict:
         """What a checkpoint must carry to read new text as this corpus did (primitives only)."""
         return {"data": self.name, "vocab": self.vocab.itos, "tokenizer": dict(self.tokenizer),
-                "class_names": list(self.class_names)}
+                "class_names": list(self.class_names), "input_dim": self.input_dim}
 
     def pretrain_text(self) -> Joined:
         """Unlabeled sequences plus the labeled training text: what pretraining may see."""
@@ -120,10 +121,18 @@ class Corpus:
 
 
 def collate(batch: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-pad a batch: (tokens [B, T] with PAD, lengths [B], labels [B] (-1 when unlabeled))."""
+    """Right-pad a batch: (tokens [B, T] with PAD, lengths [B], labels [B] (-1 when unlabeled)). Steps of
+    several uint8 features (pixel rows, [T, F]) become floats in [0, 1], [B, T, F], zero-padded."""
     lengths = np.fromiter((len(t) for t, _ in batch), dtype=np.int64, count=len(batch))
     if lengths.min(initial=1) == 0:
         raise ValueError("a sequence of length 0 reached the model; drop empty texts when loading the data")
+    features = np.shape(batch[0][0])[1:]  # lists of ids (inference) have no .shape
+    if features:
+        steps = np.zeros((len(batch), lengths.max(), *features), dtype=np.float32)
+        for row, (seq, _) in enumerate(batch):
+            steps[row, : len(seq)] = seq
+        labels = np.fromiter((y for _, y in batch), dtype=np.int64, count=len(batch))
+        return torch.from_numpy(steps / 255.0), torch.from_numpy(lengths), torch.from_numpy(labels)
     tokens = np.full((len(batch), lengths.max()), PAD, dtype=np.int64)
     for row, (seq, _) in enumerate(batch):
         tokens[row, : len(seq)] = seq
