@@ -43,7 +43,7 @@ class _Task(L.LightningModule):
 
 class Pretrainer(_Task):
     """Unsupervised pretraining: ``objective='sa'`` (sequence autoencoder) or ``'lm'`` (language model).
-    Logs per-token cross-entropy and perplexity."""
+    Logs per-token cross-entropy and perplexity (squared error per step for real-valued steps)."""
 
     def __init__(self, objective: str, vocab_size: int, embed_dim: int, hidden_dim: int, num_layers: int = 1,
                  embed_dropout: float = 0.0, dropout: float = 0.0, lr: float = 1e-3, weight_decay: float = 0.0,
@@ -83,7 +83,8 @@ class Pretrainer(_Task):
     def on_validation_epoch_end(self):
         loss = self.val_loss.compute()
         self.val_loss.reset()
-        self.log_dict({"val/loss": loss, "val/ppl": torch.exp(loss)}, prog_bar=True)
+        metrics = {"val/loss": loss} if self.net.continuous else {"val/loss": loss, "val/ppl": torch.exp(loss)}
+        self.log_dict(metrics, prog_bar=True)  # real-valued steps: loss is the squared error per step
 
 
 class ClassifierTask(_Task):
