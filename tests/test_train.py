@@ -11,11 +11,11 @@ from semiseq import runs
 from .conftest import ROOT
 
 
-def train(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def train(tmp_path: Path, *args: str, smoke: bool = True) -> subprocess.CompletedProcess:
     env = dict(os.environ, SEMISEQ_LOG_DIR=str(tmp_path / "logs"), WANDB_MODE="offline", HYDRA_FULL_ERROR="0")
     flags = [a for a in args if a.startswith("-")]  # Hydra's flags go before the overrides
     overrides = [a for a in args if not a.startswith("-")]
-    command = [sys.executable, str(ROOT / "train.py"), *flags, "experiment=smoke", *overrides]
+    command = [sys.executable, str(ROOT / "train.py"), *flags, *(["experiment=smoke"] if smoke else []), *overrides]
     return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -66,3 +66,10 @@ def test_vocabulary_mismatch_stops_the_run_with_one_clear_line(tmp_path):
     assert out.returncode != 0
     assert "semiseq: error: vocabulary mismatch: checkpoint" in out.stderr and "Traceback" not in out.stderr
     assert "has 11 tokens but dataset 'synthetic' has 12" in out.stderr
+
+
+def test_unreachable_download_says_where_to_put_the_file(tmp_path):
+    out = train(tmp_path, "data=rt", f"paths.data_dir={tmp_path}/dl", "logger=none", smoke=False)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "semiseq: error: could not download https://www.cs.cornell.edu" in out.stderr
+    assert f"place it at {tmp_path}/dl/rt/rt-polaritydata.tar.gz" in out.stderr

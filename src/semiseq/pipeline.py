@@ -9,11 +9,12 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from semiseq import runs
+from semiseq import SemiseqError, runs
 from semiseq.data import Corpus, SequenceDataModule
 from semiseq.tasks import OBJECTIVES, ClassifierTask, Pretrainer
 from semiseq.transfer import load_backbone
@@ -22,7 +23,12 @@ log = logging.getLogger(__name__)
 
 
 def build_corpus(cfg: DictConfig) -> Corpus:
-    return instantiate(cfg.data.corpus)
+    try:
+        return instantiate(cfg.data.corpus)
+    except InstantiationException as e:  # Hydra wraps the parsers' own clear errors: unwrap them
+        if isinstance(e.__cause__, SemiseqError):
+            raise e.__cause__ from None
+        raise
 
 
 def build_datamodule(cfg: DictConfig, corpus: Corpus, task: str) -> SequenceDataModule:
