@@ -138,3 +138,16 @@ def test_cifar_rows_pretrain_with_l2_then_finetune(make_cfg, tmp_path, objective
     r = pipeline.finetune(cfg, corpus, tmp_path / "ft")  # pretrains into the cache first
     assert r["tensors_loaded"] == 6  # the linear input layer's weight and bias + 4 LSTM tensors
     assert 0.0 <= r["test/acc"] <= 1.0
+
+
+def test_an_image_checkpoint_refuses_text_clearly(make_cfg, tmp_path):
+    from semiseq import SemiseqError, inference
+
+    root = test_data_cifar.write_files(tmp_path / "cifar")
+    cfg = make_cfg("data=cifar10_rows", f"data.root={root}", "init=random", "model.embed_dim=8", "model.hidden_dim=16",
+                   "model.head_dim=16", "logger=none", "callbacks=none", "finetune.max_epochs=1",
+                   "trainer.enable_progress_bar=false")
+    r = pipeline.finetune(cfg, pipeline.build_corpus(cfg), tmp_path / "ft")
+    model = inference.load(r["best_checkpoint"])
+    with pytest.raises(SemiseqError, match="reads pixel rows .*not text"):
+        model.predict(["an image?"])

@@ -52,7 +52,8 @@ class Model:
         self.kind: str = meta["kind"]
         self.data: str = meta.get("data", "?")
         self.vocab = Vocab(meta["vocab"])
-        self.tokenizer = Tokenizer(**meta["tokenizer"])
+        self.pixels = bool(meta.get("input_dim"))  # real-valued steps (CIFAR-10 rows): no text to read
+        self.tokenizer = None if self.pixels else Tokenizer(**meta["tokenizer"])
         self.max_len: int | None = meta.get("max_len")
         self.class_names: list[str] = list(meta["class_names"]) if self.kind == "classifier" else []
         self.backbone = task.net.backbone
@@ -68,6 +69,9 @@ class Model:
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` as training saw them: tokenised, unknown words as <unk>, cut to ``max_len``."""
+        if self.pixels:
+            raise SemiseqError(f"{self.path} reads pixel rows ({self.data}), not text: test it with "
+                               "`python eval.py ckpt_path=... data=cifar10_rows`")
         return self.vocab.encode(self.tokenizer(text))[: self.max_len]
 
     def require_classifier(self, action: str) -> None:
