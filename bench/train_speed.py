@@ -1,0 +1,501 @@
+"""Training throughput: semiseq (Lightning) against a bare PyTorch loop, same data, batches and seeds.
+
+    python bench/train_speed.py [--steps 200] [--warmup 20] [--repeats 3] [--threads 1]
+                                [--vocab V] [--embed 32] [--hidden 128] [--softmax full|adaptive] [--tbptt W]
+                                [--models sa,lm,clf] [--explain]
+
+For each model (SA-LSTM pretraining, LM-LSTM pretraining, the classifier) three runs over the same
+batches, from the same initial weights, with the recipes of conf/train.yaml (Adam, clipping at 5,
+batch 64 / 20):
+
+  semiseq    ``semiseq.tasks.Pretrainer`` / ``ClassifierTask`` fitted by a real ``lightning.Trainer``
+             (max_steps, no logger, no checkpoints, no progress bar, no validation) on the batches of a
+             ``semiseq.data.SequenceDataModule`` (its DataLoader, as train.py uses it);
+  bare nets  the same ``semiseq.nets`` modules and loss functions the task calls, in a hand-written loop
+             (zero_grad / forward / loss / backward / clip_grad_norm_ / Adam step) over the same batches,
+             collated beforehand;
+  bare hand  the same loop around a hand-written nn.Embedding + nn.LSTM + nn.Linear (plain padded forward;
+             for SA the encoder runs over the padding too, which with bucketed batches costs ~nothing).
+
+Throughput is real (non-PAD) input tokens per second: the summed lengths of the timed batches (steps
+``--warmup`` to the end) over their time. Each semiseq run is *paired*: a callback runs one bare-nets step
+(another copy of the model, same batch) at the start of every Lightning step and times the two apart,
+so other load on the machine slows both alike; "vs bare nets (paired)" is bare time / Lightning time per
+repeat (median [range]; 0.95 = 5 % framework overhead) and "overhead" the Lightning ms/step minus the
+bare ms/step. Lightning's time runs from the end of one bare step to the start of the next: its hooks,
+the step, epoch ends and data loading. The bare runs alone give the ms/step of a loop with nothing else
+in it; "vs bare hand" compares best runs (not paired, so noisier). The final loss shows that two runs
+did the same work (the classifier's differ through dropout only: each DataLoader epoch draws a seed
+from torch's global RNG, and the paired bare steps draw theirs from it too).
+
+``--vocab V`` trains on a corpus with a V-token vocabulary (``make_corpus(num_symbols=V-3)`` when its
+dense [topics, V, V] transition tables fit in 1 GiB, otherwise the default corpus with its symbols spread
+uniformly over V ids) to show the cost of the output softmax. ``--explain`` adds Lightning runs with
+parts of semiseq's step changed (logging, metric updates, the DataLoader; "proposed" is the fix
+suggested for the logging), and Lightning's own cost per step around an empty step.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported
+
+import argparse
+import inspect
+import logging
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import lightning as L
+
+from semiseq.data import SequenceDataModule
+from semiseq.data.corpus import EOS, PAD, Corpus, Sequences, Vocab
+from semiseq.data.synthetic import make_corpus
+from semiseq.nets import Backbone, Classifier, LanguageModel, SequenceAutoencoder, token_loss
+from semiseq.tasks import ClassifierTask, Pretrainer
+
+# The recipes of conf/train.yaml and conf/model/sa_lstm.yaml.
+PRETRAIN = {"batch_size": 64, "lr": 3e-3, "grad_clip": 5.0}
+FINETUNE = {"batch_size": 20, "lr": 3e-3, "head_lr": 1e-4, "grad_clip": 5.0}
+HEAD_DIM, HEAD_DROPOUT = 512, 0.5
+MODELS = {"sa": "SA-LSTM pretrain", "lm": "LM-LSTM pretrain", "clf": "classifier"}
+
+
+# ----------------------------------------------------------------------------------------- data
+def build_corpus(vocab: int | None, seed: int) -> tuple[Corpus, str]:
+    if vocab is None:
+        return make_corpus(seed=seed), "synthetic default"
+    symbols = vocab - 3
+    if 2 * 16 * symbols ** 2 * 8 < 2 ** 30:  # the generator's dense float64 transition tables (+ their cdf)
+        return make_corpus(seed=seed, num_symbols=symbols), f"make_corpus(num_symbols={symbols})"
+    base, rng = make_corpus(seed=seed), np.random.default_rng(seed)
+
+    def spread(s: Sequences) -> Sequences:  # same lengths, tokens uniform over the larger vocabulary
+        return Sequences(rng.integers(3, vocab, size=len(s.tokens)).astype(np.int32), s.offsets, s.labels)
+
+    itos = base.vocab.itos[:3] + [f"s{i}" for i in range(symbols)]
+    corpus = Corpus(base.name, Vocab(itos), *(spread(s) for s in (base.train, base.val, base.test, base.unlabeled)),
+                    base.class_names)
+    return corpus, f"default corpus, symbols spread over {vocab} ids"
+
+
+def datamodule(corpus: Corpus, model: str, seed: int) -> SequenceDataModule:
+    task, recipe = ("classify", FINETUNE) if model == "clf" else ("pretrain", PRETRAIN)
+    return SequenceDataModule(corpus, task, recipe["batch_size"], seed=seed)
+
+
+def collect(dm: SequenceDataModule, steps: int) -> list:
+    """The batches Lightning will see, in order: one train_dataloader() iterated epoch after epoch."""
+    loader, batches = dm.train_dataloader(), []
+    while len(batches) < steps:
+        for batch in loader:
+            batches.append(batch)
+            if len(batches) == steps:
+                break
+    return batches
+
+
+class Batches:
+    """Pre-collated batches served epoch by epoch like the DataLoader they came from (a bare list would be
+    read as a list of loaders, and one long epoch would skip Lightning's epoch ends)."""
+
+    def __init__(self, batches: list, epoch_len: int):
+        self.batches, self.epoch_len, self.epoch = batches, epoch_len, 0
+
+    def __iter__(self):  # a generator: Lightning's iter() check at setup does not consume an epoch
+        start, self.epoch = self.epoch * self.epoch_len, self.epoch + 1
+        yield from self.batches[start:start + self.epoch_len]
+
+    def __len__(self) -> int:
+        return self.epoch_len
+
+
+# ----------------------------------------------------------------------------------- the models
+def semiseq_task(model: str, vocab: int, args, classes: int) -> L.LightningModule:
+    net = {"vocab_size": vocab, "embed_dim": args.embed, "hidden_dim": args.hidden}
+    if model == "clf":
+        return ClassifierTask(classes, head_dim=HEAD_DIM, head_dropout=HEAD_DROPOUT, lr=FINETUNE["lr"],
+                              head_lr=FINETUNE["head_lr"], **net)
+    return Pretrainer(model, lr=PRETRAIN["lr"], **net, **accepted(Pretrainer, grad_clip=PRETRAIN["grad_clip"],
+                                                                 tbptt_steps=args.tbptt, softmax=args.softmax))
+
+
+def accepted(fn, **kwargs) -> dict:
+    """The keyword arguments ``fn`` takes (semiseq's signatures grow; older versions ignore new options)."""
+    params = inspect.signature(fn).parameters
+    return {k: v for k, v in kwargs.items() if k in params}
+
+
+def semiseq_net(model: str, vocab: int, args, classes: int) -> nn.Module:
+    backbone = Backbone(vocab, args.embed, args.hidden)
+    if model == "clf":
+        return Classifier(backbone, classes, HEAD_DIM, HEAD_DROPOUT)
+    cls = SequenceAutoencoder if model == "sa" else LanguageModel
+    return cls(backbone, 0.0, **accepted(cls, softmax=args.softmax))
+
+
+def nets_backward(model: str, net: nn.Module, batch, window: int | None) -> torch.Tensor:
+    """Forward + backward through the semiseq.nets functions the task uses; returns the loss."""
+    tokens, lengths, labels = batch
+    if model == "clf":
+        loss = F.cross_entropy(net(tokens, lengths), labels)
+    elif hasattr(net, "window_losses"):  # Pretrainer.training_step: (truncated) BPTT, window by window
+        count = net.num_targets(lengths) if hasattr(net, "num_targets") else (lengths + 1).sum()
+        total = 0.0
+        for part in net.window_losses(tokens, lengths, window or tokens.size(1) + 1):
+            (part / count).backward()
+            total = total + part.detach()
+        return total / count
+    else:
+        loss = token_loss(*net(tokens, lengths))[0]
+    loss.backward()
+    return loss
+
+
+class Hand(nn.Module):
+    """Embedding + LSTM + Linear written out, plain padded forward (parameters created in the same order
+    as semiseq.nets, so the same seed gives the same initial weights)."""
+
+    def __init__(self, model: str, vocab: int, embed: int, hidden: int, classes: int):
+        super().__init__()
+        self.model = model
+        self.embedding = nn.Embedding(vocab, embed, padding_idx=PAD)
+        self.lstm = nn.LSTM(embed, hidden, batch_first=True)
+        if model == "clf":
+            self.head = nn.Sequential(nn.Linear(hidden, HEAD_DIM), nn.ReLU(), nn.Dropout(HEAD_DROPOUT),
+                                      nn.Linear(HEAD_DIM, classes))
+        else:
+            self.output = nn.Linear(hidden, vocab)
+
+    def backward_batch(self, batch) -> torch.Tensor:
+        tokens, lengths, labels = batch
+        if self.model == "clf":
+            out, _ = self.lstm(self.embedding(tokens))
+            loss = F.cross_entropy(self.head(out[torch.arange(len(lengths)), lengths - 1]), labels)
+        else:
+            state = self.lstm(self.embedding(tokens))[1] if self.model == "sa" else None
+            column = tokens.new_full((len(tokens), 1), PAD)
+            inputs = torch.cat([column + EOS, tokens], 1)
+            targets = torch.cat([tokens, column], 1).scatter_(1, lengths[:, None], EOS)
+            out, _ = self.lstm(self.embedding(inputs), state)
+            loss = F.cross_entropy(self.output(out).flatten(0, 1), targets.flatten(), ignore_index=PAD)
+        loss.backward()
+        return loss
+
+
+def optimizer(model: str, net: nn.Module) -> torch.optim.Optimizer:
+    if model != "clf":
+        return torch.optim.Adam(net.parameters(), lr=PRETRAIN["lr"])
+    head = list(net.head.parameters())
+    body = [p for p in net.parameters() if all(p is not h for h in head)]
+    return torch.optim.Adam([{"params": body}, {"params": head, "lr": FINETUNE["head_lr"]}], lr=FINETUNE["lr"])
+
+
+# ---------------------------------------------------------------------------------------- runs
+class BareStep:
+    """One step of the hand-written loop: zero_grad / forward + backward / clip_grad_norm_ / Adam step."""
+
+    def __init__(self, opt: torch.optim.Optimizer, backward, clip: float):
+        self.opt, self.backward, self.clip = opt, backward, clip
+        self.params = [p for g in opt.param_groups for p in g["params"]]
+
+    def __call__(self, batch) -> torch.Tensor:
+        self.opt.zero_grad()
+        loss = self.backward(batch)
+        torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+        self.opt.step()
+        return loss
+
+
+def bare_fit(step: BareStep, batches: list, warmup: int) -> tuple[float, float]:
+    """The bare loop alone; returns (seconds from the start of step ``warmup`` to the end, final loss)."""
+    start = None
+    for i, batch in enumerate(batches):
+        if i == warmup:
+            start = time.perf_counter()
+        loss = step(batch)
+    return time.perf_counter() - start, float(loss)
+
+
+class Paired(L.Callback):
+    """Times Lightning's steps and, run between them, a bare-loop step on the same batch (``bare``, another
+    model), from step ``warmup`` on: each Lightning step and its bare twin see the machine in the same
+    state, so other load slows both alike and their ratio stays steady. Lightning's time runs from the end
+    of one bare step to the start of the next (its hooks, step, epoch ends and data loading included).
+    Keeps the last batch and loss, to check that the run saw the pre-collated batches and did the same work."""
+
+    def __init__(self, bare: BareStep, batches: list, warmup: int, steps: int):
+        self.bare_step, self.batches, self.warmup, self.steps = bare, batches, warmup, steps
+        self.lightning = self.bare = 0.0
+        self.mark = self.batch = self.loss = self.bare_loss = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        now, i = time.perf_counter(), trainer.global_step
+        if i > self.warmup:
+            self.lightning += now - self.mark
+        self.bare_loss = self.bare_step(self.batches[i])
+        self.mark = time.perf_counter()
+        if i >= self.warmup:
+            self.bare += self.mark - now
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.steps:
+            self.lightning += time.perf_counter() - self.mark
+            self.batch = batch
+            self.loss = outputs["loss"] if outputs else trainer.callback_metrics.get("train/loss", float("nan"))
+
+
+def lightning_fit(task: L.LightningModule, data, clip: float, paired: Paired) -> Paired:
+    trainer = L.Trainer(accelerator="cpu", devices=1, precision="32-true", max_steps=paired.steps, max_epochs=-1,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+                        log_every_n_steps=10,  # conf/trainer/default.yaml
+                        gradient_clip_val=clip if task.automatic_optimization else None,  # else the task clips
+                        callbacks=[paired])
+    if isinstance(data, L.LightningDataModule):
+        trainer.fit(task, datamodule=data)
+    else:
+        trainer.fit(task, train_dataloaders=data)
+    return paired
+
+
+# ------------------------------------------------------------------------- --explain: the parts
+class Empty(L.LightningModule):
+    """A step that only returns a loss of one parameter, optimised as the task is (automatically, or by
+    hand with Lightning's manual_backward / clip_gradients / step): what is left is Lightning's loop."""
+
+    def __init__(self, manual: bool = False, clip: float = 5.0):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+        self.automatic_optimization, self.clip = not manual, clip
+
+    def training_step(self, batch, batch_idx):
+        if self.automatic_optimization:
+            return self.w.sum()
+        opt = self.optimizers()
+        opt.zero_grad()
+        self.manual_backward(self.w.sum())
+        self.clip_gradients(opt, gradient_clip_val=self.clip, gradient_clip_algorithm="norm")
+        opt.step()
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters())
+
+
+def empty_backward(module: Empty):
+    def backward(batch):
+        loss = module.w.sum()
+        loss.backward()
+        return loss
+    return backward
+
+
+@contextmanager
+def patched(cls, **methods):
+    """Replace (or add) methods of ``cls`` for the duration of the block."""
+    old = {name: cls.__dict__.get(name) for name in methods}
+    for name, fn in methods.items():
+        setattr(cls, name, fn)
+    try:
+        yield
+    finally:
+        for name, fn in old.items():
+            setattr(cls, name, fn) if fn is not None else delattr(cls, name)
+
+
+@contextmanager
+def unchanged():
+    yield
+
+
+def log_on_logging_steps(self, name, value, *args, **kwargs):
+    """The proposed Pretrainer logging: ``self.log("train/...")`` only on the steps the logger writes
+    (Lightning's own test: ``(batches done + 1) % log_every_n_steps == 0``)."""
+    if self.trainer.training and name.startswith("train/") and not self.trainer._logger_connector.should_update_logs:
+        return
+    L.LightningModule.log(self, name, value, *args, **kwargs)
+
+
+def log_no_train(self, name, value, *args, **kwargs):
+    if not (self.trainer.training and name.startswith("train/")):
+        L.LightningModule.log(self, name, value, *args, **kwargs)
+
+
+def clf_step_nolog(self, batch, batch_idx):  # ClassifierTask.training_step without log_dict
+    return self._step(batch, self.train_acc)
+
+
+def clf_step_bare(self, batch, batch_idx):  # ... and without the accuracy update
+    tokens, lengths, labels = batch
+    return F.cross_entropy(self.net(tokens, lengths), labels)
+
+
+def clf_epoch_start_fixed(self):
+    self._train_outputs = []  # (loss, logits, labels) of each step, detached
+
+
+def clf_step_fixed(self, batch, batch_idx):
+    """The proposed ClassifierTask.training_step: keep the step's outputs, no logging (~1 us a step)."""
+    tokens, lengths, labels = batch
+    logits = self.net(tokens, lengths)
+    loss = F.cross_entropy(logits, labels)
+    self._train_outputs.append((loss.detach(), logits.detach(), labels))
+    return loss
+
+
+def clf_epoch_end_fixed(self):
+    """... and log the epoch's loss (mean over examples, as Lightning's on_epoch mean) and accuracy once."""
+    losses, logits, labels = zip(*self._train_outputs)
+    sizes = torch.tensor([len(y) for y in labels], dtype=torch.float, device=self.device)
+    correct = (torch.cat(logits).argmax(-1) == torch.cat(labels)).float()
+    self.log_dict({"train/loss": (torch.stack(losses) * sizes).sum() / sizes.sum(), "train/acc": correct.mean()})
+    self._train_outputs.clear()
+
+
+def explain_variants(model: str) -> list[tuple[str, object, bool]]:
+    """(label, context manager factory, pre-collated batches instead of the datamodule)."""
+    if model == "clf":
+        out = [("proposed: log_dict once an epoch",
+                lambda: patched(ClassifierTask, training_step=clf_step_fixed,
+                                on_train_epoch_start=clf_epoch_start_fixed, on_train_epoch_end=clf_epoch_end_fixed),
+                False),
+               ("no log_dict (keeps acc.update)", lambda: patched(ClassifierTask, training_step=clf_step_nolog), False),
+               ("no log_dict, no acc.update", lambda: patched(ClassifierTask, training_step=clf_step_bare), False)]
+    else:
+        out = [("proposed: self.log on logging steps", lambda: patched(Pretrainer, log=log_on_logging_steps), False),
+               ("no self.log", lambda: patched(Pretrainer, log=log_no_train), False)]
+    return out + [("batch list, not DataLoader", unchanged, True)]
+
+
+# ---------------------------------------------------------------------------------------- main
+def run_model(model: str, corpus: Corpus, args) -> list[tuple]:
+    vocab, classes = len(corpus.vocab), corpus.num_classes
+    clip = (FINETUNE if model == "clf" else PRETRAIN)["grad_clip"]
+    batches = collect(datamodule(corpus, model, args.seed), args.steps)
+    epoch_len = len(datamodule(corpus, model, args.seed).train_dataloader())
+    tokens = sum(int(b[1].sum()) for b in batches[args.warmup:])
+    alone: dict[str, list[tuple[float, float]]] = {}  # run -> [(seconds, final loss)] per repeat
+    paired: dict[str, list[tuple[float, float, float]]] = {}  # run -> [(Lightning s, bare s, final loss)]
+
+    def bare_nets() -> BareStep:
+        torch.manual_seed(args.seed)
+        net = semiseq_net(model, vocab, args, classes)
+        return BareStep(optimizer(model, net), lambda b: nets_backward(model, net, b, args.tbptt), clip)
+
+    def fit(name: str, task: L.LightningModule, data, bare: BareStep) -> Paired:
+        result = lightning_fit(task, data, clip, Paired(bare, batches, args.warmup, args.steps))
+        paired.setdefault(name, []).append((result.lightning, result.bare, float(result.loss)))
+        return result
+
+    variants = explain_variants(model) if args.explain else []
+    for _ in range(args.repeats):
+        torch.manual_seed(args.seed)
+        hand = Hand(model, vocab, args.embed, args.hidden, classes)
+        alone.setdefault("bare hand", []).append(bare_fit(BareStep(optimizer(model, hand), hand.backward_batch, clip),
+                                                          batches, args.warmup))
+        alone.setdefault("bare nets", []).append(bare_fit(bare_nets(), batches, args.warmup))
+        bare = bare_nets()
+        torch.manual_seed(args.seed)
+        task = semiseq_task(model, vocab, args, classes)
+        result = fit("semiseq", task, datamodule(corpus, model, args.seed), bare)
+        if not all(torch.equal(a, b) for a, b in zip(result.batch, batches[-1])):
+            raise RuntimeError("Lightning's last batch differs from the pre-collated one")
+        for label, ctx, as_list in variants:
+            bare = bare_nets()
+            torch.manual_seed(args.seed)
+            with ctx():
+                data = Batches(batches, epoch_len) if as_list else datamodule(corpus, model, args.seed)
+                fit(f"semiseq, {label}", semiseq_task(model, vocab, args, classes), data, bare)
+        if args.explain:
+            empty, twin = Empty(manual=not task.automatic_optimization, clip=clip), Empty()
+            fit("Lightning loop, empty step", empty, datamodule(corpus, model, args.seed),
+                BareStep(torch.optim.Adam(twin.parameters()), empty_backward(twin), clip))
+            paired["Lightning loop, empty step"][-1] = (*paired["Lightning loop, empty step"][-1][:2], float("nan"))
+
+    timed, rows = args.steps - args.warmup, []
+    best_hand = min(s for s, _ in alone["bare hand"])
+    for name, rs in alone.items():
+        best = min(s for s, _ in rs)
+        rows.append((name, best, statistics.median(s for s, _ in rs), None, None, best_hand / best, rs[-1][1]))
+    for name, rs in paired.items():
+        best = min(s for s, _, _ in rs)
+        over = statistics.median(light - bare for light, bare, _ in rs)
+        rows.append((name, best, statistics.median(s for s, _, _ in rs), [bare / light for light, bare, _ in rs],
+                     over, best_hand / best, rs[-1][2]))
+    return [(MODELS[model], name, 1000 * best / timed, 1000 * med / timed, tokens / best, ratios,
+             None if over is None else 1000 * over / timed, hand, loss)
+            for name, best, med, ratios, over, hand, loss in rows]
+
+
+def revision() -> str:
+    """The commit checked out (read-only git), so that numbers can be tied to a version of the code."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parents[1],
+                             capture_output=True, text=True, timeout=10, check=False)
+        return f"HEAD {out.stdout.strip() or '?'}"
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def fmt_ratios(rs: list[float] | None) -> str:
+    return "" if rs is None else f"{statistics.median(rs):.3f} [{min(rs):.3f}-{max(rs):.3f}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=200, help="optimizer steps per run (warm-up included)")
+    parser.add_argument("--warmup", type=int, default=20, help="first steps left out of the timing")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--vocab", type=int, default=None, help="vocabulary size (default: the synthetic 35)")
+    parser.add_argument("--embed", type=int, default=32)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--tbptt", type=int, default=None, help="pretrain.tbptt_steps (bare hand ignores it)")
+    parser.add_argument("--softmax", default="full", choices=["full", "adaptive"],
+                        help="model.softmax for pretraining (bare hand: always full)")
+    parser.add_argument("--models", default="sa,lm,clf", help="comma-separated: sa, lm, clf")
+    parser.add_argument("--explain", action="store_true", help="also time semiseq with parts changed")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if not 0 <= args.warmup < args.steps:
+        parser.error("--warmup must be in [0, --steps)")
+    if unknown := set(args.models.split(",")) - set(MODELS):
+        parser.error(f"unknown models {sorted(unknown)}; choose from {list(MODELS)}")
+    torch.set_num_threads(args.threads)
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")  # Lightning's hints (few DataLoader workers, no logger, ...)
+
+    corpus, source = build_corpus(args.vocab, args.seed)
+    print(f"corpus: {source}, vocabulary {len(corpus.vocab)}; embed {args.embed}, hidden {args.hidden}, "
+          f"softmax {args.softmax}, tbptt {args.tbptt}; {args.steps} steps ({args.warmup} warm-up), {args.repeats} "
+          f"repeats\nsemiseq {revision()}, torch {torch.__version__}, lightning {L.__version__}, {args.threads} "
+          f"thread(s), {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    header = (f"{'model':16s}  {'run':45s} {'ms/step':>7s} {'median':>7s} {'real tok/s':>10s}  "
+              f"{'vs bare nets (paired)':>22s} {'overhead':>8s}  {'vs bare hand':>12s}  final loss")
+    print(header)
+    print(f"{'':16s}  {'':45s} {'best':>7s} {'':7s} {'best':>10s}  {'median [range]':>22s} {'ms/step':>8s}  "
+          f"{'best/best':>12s}")
+    print("-" * len(header), flush=True)
+    for model in args.models.split(","):
+        for m, name, ms, ms_med, tps, ratios, over, hand, loss in run_model(model, corpus, args):
+            print(f"{m:16s}  {name:45s} {ms:7.2f} {ms_med:7.2f} {tps:10,.0f}  {fmt_ratios(ratios):>22s} "
+                  f"{'' if over is None else f'{over:+8.2f}':>8s}  {hand:12.3f}  {loss:.6f}", flush=True)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
