@@ -1,0 +1,305 @@
+"""Finished runs as a markdown table beside the paper's numbers, plus plots:
+
+    python -m semiseq.report PATH [PATH ...] [--out DIR] [--wandb ENTITY/PROJECT --group NAME]
+
+A PATH is a run folder, a multirun, an experiment folder (``logs/<name>``) or all of ``logs/``: every
+``results.json`` below it is a finished run. Fine-tuning runs are grouped into variants (data, mode, init,
+readout, unlabeled source, network) over seeds and folds; pretraining runs get a table of their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import NamedTuple
+
+import yaml
+
+from semiseq import SemiseqError
+
+# Dai & Le 2015, test error % (/work/shared/PAPER.md). Key: (data, init, variation), where the variation
+# lists what differs from a 1-layer classifier with the last-step readout, pretrained on the data's own text.
+PAPER = {
+    ("imdb", "random", ""): ("LSTM", 13.50),
+    ("imdb", "word2vec", ""): ("LSTM + word2vec", 10.00),
+    ("imdb", "lm", ""): ("LM-LSTM", 7.64),
+    ("imdb", "sa", ""): ("SA-LSTM", 7.24),
+    ("imdb", "sa", "linear_gain"): ("SA-LSTM + linear gain", 9.17),
+    ("imdb", "sa", "joint"): ("SA-LSTM + joint training", 14.70),
+    ("rt", "lm", ""): ("LM-LSTM", 21.7),
+    ("rt", "sa", ""): ("SA-LSTM (RT only)", 20.3),
+    ("rt", "sa", "unlabeled imdb"): ("SA-LSTM, unlabeled IMDB", 18.6),
+    ("rt", "sa", "unlabeled amazon"): ("SA-LSTM, unlabeled Amazon reviews", 16.7),
+    ("newsgroups20", "random", ""): ("LSTM (?)", 18.0),
+    ("newsgroups20", "lm", ""): ("LM-LSTM (?)", 15.3),
+    ("newsgroups20", "sa", ""): ("SA-LSTM", 15.6),
+    ("dbpedia_char", "random", ""): ("LSTM", 13.64),
+    ("dbpedia_char", "lm", ""): ("LM-LSTM", 1.50),
+    ("dbpedia_char", "random", "linear_gain"): ("LSTM + linear gain", 1.32),
+    ("dbpedia_char", "sa", ""): ("SA-LSTM", 2.34),
+    ("dbpedia_char", "sa", "3 layers, linear_gain"): ("SA-LSTM 3-layer + linear gain", 1.19),
+    ("cifar10_rows", "random", ""): ("LSTM", 26.0),
+    ("cifar10_rows", "lm", ""): ("LM-LSTM", 18.0),
+}
+INIT_ORDER = ["random", "word2vec", "lm", "sa"]
+
+
+class Variant(NamedTuple):
+    data: str
+    mode: str  # finetune, or joint-<objective>
+    init: str
+    readout: str
+    unlabeled: str  # extra unlabeled source ("" = the data's own text only)
+    model: str  # layers x hidden units
+
+
+class Pretraining(NamedTuple):
+    objective: str
+    data: str
+    unlabeled: str
+    model: str
+
+
+def _get(cfg: dict, key: str, default=None):
+    """``cfg["a"]["b"]`` for key "a.b" (or a flat "a.b" key, as wandb may store it)."""
+    if key in cfg:
+        return cfg[key]
+    for part in key.split("."):
+        if not isinstance(cfg, dict) or part not in cfg:
+            return default
+        cfg = cfg[part]
+    return cfg
+
+
+def paper_row(v: Variant) -> tuple[str, float] | None:
+    """The paper's (row, test error %) for a variant, or None where the paper has none."""
+    mode, _, objective = v.mode.partition("-")
+    layers = v.model.split("x")[0]
+    tags = [f"{layers} layers" if layers != "1" else "", v.readout if v.readout != "last" else "",
+            "joint" if mode == "joint" else "", f"unlabeled {v.unlabeled}" if v.unlabeled else ""]
+    return PAPER.get((v.data, objective or v.init, ", ".join(t for t in tags if t)))
+
+
+def make_run(result: dict, cfg: dict, run_dir: Path | None = None) -> dict:
+    """One finished run from its results (results.json or a wandb summary) and its config."""
+    mode = result.get("mode") or _get(cfg, "mode.name", "finetune")
+    data = result.get("data") or _get(cfg, "data.name", "?")
+    unlabeled = _get(cfg, "data.unlabeled") or ""
+    model = f"{_get(cfg, 'model.num_layers', '?')}x{_get(cfg, 'model.hidden_dim', '?')}"
+    objective = result.get("objective") or _get(cfg, "model.objective", "?")
+    run = dict(dir=run_dir, seed=_get(cfg, "seed"), wall_s=result.get("wall_s"), mode=mode)
+    if mode == "pretrain":
+        return dict(run, key=Pretraining(objective, data, unlabeled, model), loss=result.get("val/loss"),
+                    ppl=result.get("val/ppl"))
+    error = result.get("test/error")
+    if error is None and result.get("test/acc") is not None:
+        error = 100 * (1 - result["test/acc"])
+    init = result.get("init") or _get(cfg, "init.name", "?")
+    readout = result.get("readout") or _get(cfg, "model.readout") or "last"
+    mode = f"joint-{_get(cfg, 'mode.objective') or objective}" if mode == "joint" else mode
+    return dict(run, key=Variant(data, mode, init, readout, unlabeled, model), error=error)
+
+
+def _read(path: Path, parse) -> dict:
+    try:
+        value = parse(path.read_text())
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise SemiseqError(f"cannot read {path}: {type(e).__name__}: {e}; delete or re-run that run") from None
+    if not isinstance(value, dict):
+        raise SemiseqError(f"cannot read {path}: expected a mapping, got {type(value).__name__}; delete or re-run it")
+    return value
+
+
+def load_run(path: Path) -> dict:
+    """A run from its results.json and the Hydra config beside it (or the parent run's, for a
+    ``pretrain-*`` folder made on demand)."""
+    result = _read(path, json.loads)
+    configs = [d / ".hydra" / "config.yaml" for d in (path.parent, path.parent.parent)]
+    cfg = next((_read(c, yaml.safe_load) for c in configs if c.exists()), {})
+    return make_run(result, cfg, path.parent)
+
+
+def find_runs(paths: list[str]) -> tuple[list[dict], int]:
+    """Every finished run under the paths, and the number of run folders without results.json."""
+    found, skipped = {}, set()
+    for path in map(Path, paths):
+        if not path.exists():
+            raise SemiseqError(f"{path} does not exist; give a run folder, a multirun, an experiment folder or logs/")
+        files = [path] if path.is_file() else path.rglob("results.json")
+        found.update({f.resolve(): f for f in files})
+        if path.is_dir():
+            skipped |= {h.parent.resolve() for h in path.rglob(".hydra") if not (h.parent / "results.json").exists()}
+    return [load_run(f) for _, f in sorted(found.items())], len(skipped)
+
+
+def wandb_runs(path: str, group: str) -> tuple[list[dict], int]:
+    """The finished runs of one wandb group, read like local ones from their summary and config."""
+    import wandb
+
+    try:
+        found = list(wandb.Api().runs(path, filters={"group": group}))
+    except Exception as e:  # no key, no network, no such project: one line, not a traceback
+        raise SemiseqError(f"cannot read wandb runs of {path} group {group!r}: {e}") from None
+    runs = []
+    for r in found:
+        if r.state != "finished":
+            continue
+        summary = r.summary
+        objective = next((t.split(":")[1] for t in r.tags or [] if t.split(":")[0] in ("objective", "joint")), None)
+        result = {"mode": r.job_type, "objective": objective, "wall_s": summary.get("_runtime"),
+                  **{k: summary.get(k) for k in ("test/error", "test/acc", "val/loss", "val/ppl")}}
+        runs.append(make_run(result, dict(r.config)))
+    return runs, len(found) - len(runs)
+
+
+def group(runs: list[dict]) -> dict:
+    by_key = {}
+    for r in runs:
+        by_key.setdefault(r["key"], []).append(r)
+    order = lambda k: (k[0], k[1], INIT_ORDER.index(k[2]) if k[2] in INIT_ORDER else 9, k)  # noqa: E731
+    return dict(sorted(by_key.items(), key=lambda kv: order(kv[0])))
+
+
+def _mean(runs: list[dict], key: str, fmt: str = "{:.2f}") -> str:
+    values = [r[key] for r in runs if r[key] is not None]
+    return fmt.format(statistics.mean(values)) if values else "—"
+
+
+def markdown(finetune: dict, pretrain: dict, header: str) -> str:
+    lines = [header]
+    if finetune:
+        lines += ["", "## Fine-tuning: test error % (lower is better), mean ± std over seeds and folds", "",
+                  "| data | mode | init | readout | unlabeled | model | n | seeds | test error % | min | max | wall s "
+                  "| paper |", "|" + "---|" * 13]
+        for v, rs in finetune.items():
+            errors, seeds = [r["error"] for r in rs], sorted({str(r["seed"]) for r in rs if r["seed"] is not None})
+            std = statistics.stdev(errors) if len(errors) > 1 else 0.0
+            paper = paper_row(v)
+            lines.append(f"| {' | '.join(x or '—' for x in v)} | {len(rs)} | {','.join(seeds) or '—'} | "
+                         f"{statistics.mean(errors):.2f} ± {std:.2f} | {min(errors):.2f} | {max(errors):.2f} | "
+                         f"{_mean(rs, 'wall_s', '{:.1f}')} | "
+                         f"{f'{paper[1]:.2f} ({paper[0]})' if paper else '—'} |")
+    if pretrain:
+        lines += ["", "## Pretraining: validation loss at the end, mean over runs", "",
+                  "| objective | data | unlabeled | model | n | val/loss | val/ppl | wall s |", "|" + "---|" * 8]
+        for k, rs in pretrain.items():
+            lines.append(f"| {' | '.join(x or '—' for x in k)} | {len(rs)} | {_mean(rs, 'loss', '{:.3f}')} "
+                         f"| {_mean(rs, 'ppl')} | {_mean(rs, 'wall_s', '{:.1f}')} |")
+    return "\n".join(lines) + "\n"
+
+
+def _metrics(run_dir: Path | None, x: str, y: str) -> tuple[list, list]:
+    """(x, y) points of a run's CSV metrics where y was logged."""
+    files = sorted(run_dir.glob("csv/version_*/metrics.csv")) if run_dir else []
+    if not files:
+        return [], []
+    with open(files[-1]) as f:
+        rows = list(csv.DictReader(f))
+    points = [(float(row[x]), float(row[y])) for row in rows if row.get(y) and row.get(x)]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def plot(finetune: dict, pretrain: dict, out: Path) -> list[Path]:
+    """test_error.png (a bar per variant, the paper's value as a marker) and curves.png (per-run learning curves)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    color = plt.get_cmap("tab10")
+    label = lambda k: " ".join(x for x in k if x not in ("", "finetune", "last"))  # noqa: E731
+    fig, ax = plt.subplots(figsize=(9, 1.5 + 0.45 * len(finetune)))
+    legend = {"runs": "runs", "paper": "paper"}  # each label once: pop it when used
+    for i, (v, rs) in enumerate(finetune.items()):
+        errors = [r["error"] for r in rs]
+        ax.barh(i, statistics.mean(errors), xerr=statistics.stdev(errors) if len(errors) > 1 else 0, capsize=4,
+                color=color(i % 10), alpha=0.7)
+        ax.scatter(errors, [i] * len(errors), s=12, color="black", zorder=3, label=legend.pop("runs", None))
+        if paper := paper_row(v):
+            ax.scatter([paper[1]], [i], marker="D", s=50, color="red", zorder=4, label=legend.pop("paper", None))
+    ax.set_yticks(range(len(finetune)), [label(v) for v in finetune])
+    ax.invert_yaxis()
+    ax.set_xlabel("test error % (bar: mean, whisker: std over seeds/folds)")
+    if finetune:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    else:
+        ax.text(0.5, 0.5, "no fine-tuning runs", ha="center", transform=ax.transAxes)
+    fig.tight_layout()
+    fig.savefig(out / "test_error.png", dpi=120)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, groups, (x, y) in ((axes[0], pretrain, ("step", "val/loss")), (axes[1], finetune, ("epoch", "val/acc"))):
+        for i, (k, rs) in enumerate(groups.items()):
+            for j, r in enumerate(rs):
+                xs, ys = _metrics(r["dir"], x, y)
+                ax.plot(xs, ys, marker=".", color=color(i % 10), alpha=0.8, label=label(k) if j == 0 else None)
+        ax.set_xlabel(x), ax.set_ylabel(y), ax.set_title(f"{'pretraining' if x == 'step' else 'fine-tuning'}: {y}")
+        if ax.lines:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no CSV metrics", ha="center", transform=ax.transAxes)
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=120)
+    plt.close(fig)
+    return [out / "test_error.png", out / "curves.png"]
+
+
+def out_dir(out: str | None, paths: list[str]) -> Path:
+    """``--out``, else ``<first PATH>/report``; a new timestamped folder when a report is already there."""
+    first = Path(paths[0]) if paths else Path(".")
+    path = Path(out) if out else (first.parent if first.is_file() else first) / "report"
+    if (path / "report.md").exists():
+        path = path.with_name(f"{path.name}-{datetime.now():%Y-%m-%d_%H-%M-%S_%f}")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def report(paths: list[str], out: str | None = None, wandb_path: str | None = None, wandb_group: str | None = None):
+    """Collect runs, write ``report.md`` and the plots into a new folder, print the tables; returns the folder."""
+    runs, skipped = find_runs(paths)
+    if wandb_path:
+        more, more_skipped = wandb_runs(wandb_path, wandb_group)
+        runs, skipped = runs + more, skipped + more_skipped
+    finished = [r for r in runs if r["mode"] == "pretrain" or r["error"] is not None]  # a wandb run may lack test/*
+    runs, skipped = finished, skipped + len(runs) - len(finished)
+    sources = [*paths] + ([f"wandb {wandb_path} group {wandb_group}"] if wandb_path else [])
+    if not runs:
+        raise SemiseqError(f"no finished runs (results.json) in {', '.join(sources)}; {skipped} incomplete")
+    finetune = group([r for r in runs if r["mode"] != "pretrain"])
+    pretrain = group([r for r in runs if r["mode"] == "pretrain"])
+    header = (f"# semiseq report\n\n{len(runs)} finished runs from {', '.join(sources)} "
+              f"({skipped} incomplete skipped), {datetime.now():%Y-%m-%d %H:%M}.")
+    out = out_dir(out, paths)
+    md = markdown(finetune, pretrain, header)
+    (out / "report.md").write_text(md + "\n![test error](test_error.png)\n\n![learning curves](curves.png)\n")
+    written = [out / "report.md", *plot(finetune, pretrain, out)]
+    print(md + "\n" + "\n".join(f"wrote {p}" for p in written), flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m semiseq.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="run, multirun or experiment folders, or logs/")
+    parser.add_argument("--out", help="output folder (default: <first PATH>/report)")
+    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="also read the runs of a wandb group (online)")
+    parser.add_argument("--group", help="the wandb group: the experiment name")
+    args = parser.parse_args(argv)
+    if not args.paths and not args.wandb:
+        parser.error("give a PATH or --wandb ENTITY/PROJECT --group NAME")
+    if args.wandb and not args.group:
+        parser.error("--wandb needs --group NAME (the experiment name)")
+    try:
+        report(args.paths, args.out, args.wandb, args.group)
+    except SemiseqError as e:
+        print(f"semiseq: error: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

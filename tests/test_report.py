@@ -1,0 +1,155 @@
+"""`python -m semiseq.report` on real tiny runs (2 inits x 2 seeds of train.py), and on a fake wandb API."""
+
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from PIL import Image
+
+from semiseq import SemiseqError
+from semiseq.report import Variant, main, make_run, paper_row, report
+
+from .test_train import train
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory):
+    """logs/ with a finished 2x2 multirun (init=random,sa x seed=0,1) and one run folder left incomplete."""
+    tmp = tmp_path_factory.mktemp("report")
+    # a higher fine-tuning lr than smoke's, so that seeds give different test errors
+    out = train(tmp, "-m", "init=random,sa", "seed=0,1", "logger=csv", "finetune.lr=0.03", "finetune.head_lr=null",
+                "finetune.max_epochs=3")
+    assert out.returncode == 0, out.stderr[-3000:]
+    (tmp / "logs" / "smoke" / "runs" / "crashed" / ".hydra").mkdir(parents=True)
+    return tmp / "logs"
+
+
+def cells(md: str, start: str) -> list[str]:
+    (line,) = [row for row in md.splitlines() if row.startswith(start)]
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_table_aggregates_seeds_and_writes_plots(logs, capsys):
+    out = report([str(logs)])
+    assert out == logs / "report"
+    md = (out / "report.md").read_text()
+    assert capsys.readouterr().out.startswith("# semiseq report") and "(1 incomplete skipped)" in md
+    jobs = sorted((logs / "smoke" / "multiruns").glob("*/[0-9]"))
+    results = [json.loads((j / "results.json").read_text()) for j in jobs]
+    for init in ("random", "sa"):
+        errors = [r["test/error"] for r in results if r["init"] == init]
+        row = cells(md, f"| synthetic | finetune | {init} | last | — | 1x16 |")
+        assert row[6:11] == ["2", "0,1", f"{statistics.mean(errors):.2f} ± {statistics.stdev(errors):.2f}",
+                             f"{min(errors):.2f}", f"{max(errors):.2f}"]
+        assert row[12] == "—"  # the paper has no synthetic data
+    pretrained = [json.loads(p.read_text()) for p in (logs / "smoke").glob("multiruns/*/*/pretrain-sa/results.json")]
+    assert len(pretrained) == 2  # pretraining is seeded by the run's seed: one per seed
+    row = cells(md, "| sa | synthetic | — | 1x16 |")
+    assert row[4:6] == ["2", f"{statistics.mean(r['val/loss'] for r in pretrained):.3f}"]
+    for name in ("test_error.png", "curves.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        with Image.open(out / name) as image:
+            image.verify()
+            assert min(image.size) > 100
+
+
+def test_paper_column_for_a_known_variant(logs, tmp_path):
+    job = sorted((logs / "smoke" / "multiruns").glob("*/[0-9]"))[-1]  # init=sa
+    run = shutil.copytree(job, tmp_path / "logs" / "rt" / "runs" / "r0")
+    results = json.loads((run / "results.json").read_text())
+    (run / "results.json").write_text(json.dumps(dict(results, data="rt")))
+    cfg = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+    cfg["data"].update(name="rt", unlabeled="imdb")
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    md = (report([str(tmp_path / "logs")]) / "report.md").read_text()
+    assert cells(md, "| rt | finetune | sa | last | imdb | 1x16 |")[12] == "18.60 (SA-LSTM, unlabeled IMDB)"
+
+
+def test_paper_rows():
+    assert paper_row(Variant("imdb", "finetune", "random", "last", "", "1x1024")) == ("LSTM", 13.50)
+    assert paper_row(Variant("imdb", "finetune", "word2vec", "last", "", "1x1024"))[1] == 10.00
+    assert paper_row(Variant("imdb", "finetune", "sa", "linear_gain", "", "1x1024"))[1] == 9.17
+    assert paper_row(Variant("imdb", "joint-sa", "random", "last", "", "1x1024"))[1] == 14.70
+    assert paper_row(Variant("rt", "finetune", "sa", "last", "", "1x1024"))[1] == 20.3
+    assert paper_row(Variant("dbpedia_char", "finetune", "sa", "linear_gain", "", "3x1024"))[1] == 1.19
+    assert paper_row(Variant("imdb", "finetune", "sa", "last", "", "2x1024")) is None
+    joint = make_run({"mode": "joint", "data": "imdb", "init": "random", "test/error": 15.0},
+                     {"mode": {"name": "joint", "objective": "sa"}, "model": {"num_layers": 1, "hidden_dim": 1024}})
+    assert joint["key"] == Variant("imdb", "joint-sa", "random", "last", "", "1x1024")
+    assert paper_row(joint["key"]) == ("SA-LSTM + joint training", 14.70)
+
+
+def test_an_earlier_report_is_never_overwritten(logs, tmp_path, capsys):
+    first = report([str(logs)], out=str(tmp_path / "r"))
+    before = (first / "report.md").read_bytes()
+    second = report([str(logs)], out=str(tmp_path / "r"))
+    assert second != first and second.name.startswith("r-") and (second / "report.md").is_file()
+    assert (first / "report.md").read_bytes() == before
+
+
+def test_bad_inputs_are_one_line_errors(logs, tmp_path, capsys):
+    with pytest.raises(SemiseqError, match="does not exist"):
+        report([str(tmp_path / "nowhere")])
+    (tmp_path / "empty" / "x" / ".hydra").mkdir(parents=True)
+    with pytest.raises(SemiseqError, match=r"no finished runs .*; 1 incomplete"):
+        report([str(tmp_path / "empty")])
+    bad = shutil.copytree(sorted((logs / "smoke" / "multiruns").glob("*/0"))[0], tmp_path / "bad")
+    (bad / "results.json").write_text('{"mode": "finetune", "test/err')
+    with pytest.raises(SystemExit) as exit:
+        main([str(bad)])
+    assert exit.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"semiseq: error: cannot read {bad / 'results.json'}: JSONDecodeError")
+    assert err.count("\n") == 1
+    out = subprocess.run([sys.executable, "-m", "semiseq.report", str(tmp_path / "nowhere")], capture_output=True,
+                         text=True)
+    assert out.returncode == 1 and out.stderr == f"semiseq: error: {tmp_path / 'nowhere'} does not exist; give a " \
+        "run folder, a multirun, an experiment folder or logs/\n"
+
+
+class FakeApi:
+    """The part of wandb.Api the report uses: runs(path, filters) -> runs with state, job_type, tags,
+    config (nested, or flat as wandb may store it) and summary."""
+
+    calls = []
+
+    def runs(self, path, filters):
+        self.calls.append((path, filters))
+        nested = {"data": {"name": "imdb", "unlabeled": None}, "init": {"name": "sa"}, "mode": {"name": "finetune"},
+                  "model": {"num_layers": 1, "hidden_dim": 1024, "objective": "sa"}}
+        flat = {"data.name": "imdb", "init.name": "sa", "model.num_layers": 1, "model.hidden_dim": 1024}
+
+        def run(state, job_type, config, seed, tags=(), **summary):
+            return SimpleNamespace(state=state, job_type=job_type, tags=list(tags), config=dict(config, seed=seed),
+                                   summary=summary)
+
+        return [run("finished", "finetune", nested, 0, **{"test/error": 7.0, "_runtime": 100}),
+                run("finished", "finetune", flat, 1, **{"test/error": 8.0, "_runtime": 300}),
+                run("running", "finetune", nested, 2),
+                run("finished", "pretrain", nested, 0, ["imdb", "objective:lm"], **{"val/loss": 4.5, "val/ppl": 90.0})]
+
+
+def test_wandb_runs_through_the_api(tmp_path, monkeypatch, capsys):
+    import wandb
+
+    monkeypatch.setattr(wandb, "Api", FakeApi)
+    main(["--wandb", "me/semiseq", "--group", "imdb_sa", "--out", str(tmp_path / "r")])
+    assert FakeApi.calls == [("me/semiseq", {"group": "imdb_sa"})]
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "3 finished runs from wandb me/semiseq group imdb_sa (1 incomplete skipped)" in md
+    row = cells(md, "| imdb | finetune | sa | last | — | 1x1024 |")
+    assert row[6:] == ["2", "0,1", "7.50 ± 0.71", "7.00", "8.00", "200.0", "7.24 (SA-LSTM)"]
+    assert cells(md, "| lm | imdb | — | 1x1024 |")[4:] == ["1", "4.500", "90.00", "—"]
+    assert (tmp_path / "r" / "curves.png").is_file()  # no CSV from wandb: the panels say so
+
+    def offline(*args, **kwargs):
+        raise ValueError("no API key")
+
+    monkeypatch.setattr(wandb, "Api", offline)
+    with pytest.raises(SemiseqError, match="cannot read wandb runs of me/semiseq group 'imdb_sa': no API key"):
+        report([], out=str(tmp_path / "r2"), wandb_path="me/semiseq", wandb_group="imdb_sa")
