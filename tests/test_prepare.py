@@ -73,3 +73,17 @@ def test_edited_data_file_makes_a_new_cache_entry(tmp_path):
     data.write_text("version 2")
     make_corpus(partial(toy_source, 40, path=str(data)), name="toy", cache_dir=str(tmp_path / "c"))
     assert len([p for p in (tmp_path / "c").iterdir() if p.is_dir()]) == 2
+
+
+def test_unlabeled_text_of_another_dataset_split_into_sentences(monkeypatch):
+    from semiseq.data import prepare
+    from semiseq.data.tokenize import split_sentences
+
+    assert split_sentences(" One film. Two films!  Three? 4.5 stars... ok ") == ["One film.", "Two films!", "Three?",
+                                                                                "4.5 stars...", "ok"]
+    extra = ["A great movie. I loved it! Did you?", "Just one"]
+    monkeypatch.setattr(prepare, "unlabeled_loader", lambda name: lambda root, cache_dir: extra)
+    whole = make_corpus(partial(toy_source, 40), unlabeled="imdb")
+    split = make_corpus(partial(toy_source, 40), unlabeled="imdb", unlabeled_sentences=True)
+    assert len(whole.unlabeled) == 2 + 2 and len(split.unlabeled) == 2 + 4  # toy_source's own two + the extra
+    assert split.vocab.decode(split.unlabeled[2][0]) == ["a", "great", "movie", "."]

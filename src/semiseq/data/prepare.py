@@ -24,7 +24,7 @@ from filelock import FileLock
 from semiseq import SemiseqError
 from semiseq.data.corpus import Corpus, Sequences, Vocab
 from semiseq.data.texts import Texts
-from semiseq.data.tokenize import Tokenizer, build_vocab, encode
+from semiseq.data.tokenize import Tokenizer, build_vocab, encode, split_sentences
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +63,21 @@ def _identity(value) -> str:
 
 
 def make_corpus(source: Callable[[], Texts], name: str | None = None, unlabeled: str | None = None,
-                unlabeled_root: str | None = None, data_dir: str = "~/.cache/semiseq/data", level: str = "word",
+                unlabeled_root: str | None = None, unlabeled_sentences: bool = False,
+                data_dir: str = "~/.cache/semiseq/data", level: str = "word",
                 lowercase: bool = True, punctuation: bool = True, min_freq: int = 1, max_vocab: int | None = None,
                 val_fraction: float = 0.15, seed: int = 0, cache_dir: str | None = None) -> Corpus:
     """Load ``source()`` (plus unlabeled text from another dataset), hold out ``val_fraction`` of the
-    training set for validation, tokenise, build the vocabulary from training text (labeled + unlabeled)
+    training set for validation (``unlabeled_sentences``: the extra text split into sentences, for
+    sentence-level tasks such as RT), tokenise, build the vocabulary from training text (labeled + unlabeled)
     only, and cache the result; a later call with the same arguments opens the cache instead."""
     tokenizer = Tokenizer(level, lowercase, punctuation)
     settings = dict(source=describe(source), unlabeled=unlabeled, unlabeled_root=_identity(unlabeled_root),
+                    unlabeled_sentences=unlabeled_sentences,
                     **tokenizer.settings(), min_freq=min_freq, max_vocab=max_vocab, val_fraction=val_fraction,
                     seed=seed, format=FORMAT)
-    build = partial(_build, source, unlabeled, unlabeled_root, data_dir, tokenizer, min_freq, max_vocab, val_fraction,
-                    seed, name)
+    build = partial(_build, source, unlabeled, unlabeled_root, unlabeled_sentences, data_dir, tokenizer, min_freq,
+                    max_vocab, val_fraction, seed, name)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     if cache_dir is None:
         return build()
@@ -93,10 +96,12 @@ def make_corpus(source: Callable[[], Texts], name: str | None = None, unlabeled:
     return corpus
 
 
-def _build(source, unlabeled, unlabeled_root, data_dir, tokenizer, min_freq, max_vocab, val_fraction, seed,
-           name) -> Corpus:
+def _build(source, unlabeled, unlabeled_root, unlabeled_sentences, data_dir, tokenizer, min_freq, max_vocab,
+           val_fraction, seed, name) -> Corpus:
     texts = source()
     extra = unlabeled_loader(unlabeled)(root=unlabeled_root, cache_dir=data_dir) if unlabeled else []
+    if unlabeled_sentences:
+        extra = [s for text in extra for s in split_sentences(text)]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(texts.train))
     n_val = int(round(val_fraction * len(order)))

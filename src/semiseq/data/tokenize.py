@@ -52,3 +52,11 @@ def encode(token_lists: list[list[str]], vocab: Vocab) -> tuple[np.ndarray, np.n
     np.cumsum(lengths, out=offsets[1:])
     ids = np.fromiter((lookup(t, UNK) for tokens in token_lists for t in tokens), dtype=np.int32, count=offsets[-1])
     return ids, offsets
+
+
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a document, split after ``.``, ``!`` or ``?`` followed by white space."""
+    return [s for s in SENTENCE_END.split(text.strip()) if s]
