@@ -325,16 +325,6 @@ def unchanged():
     yield
 
 
-def log_on_logging_steps(self, name, value, *args, **kwargs):
-    """The proposed Pretrainer logging: ``self.log("train/...")`` only on the steps the logger writes
-    (Lightning's own test: ``(batches done + 1) % log_every_n_steps == 0``)."""
-    if name == "train/loss":
-        self.last_train_loss = value  # for the final-loss column
-    if self.trainer.training and name.startswith("train/") and not self.trainer._logger_connector.should_update_logs:
-        return
-    L.LightningModule.log(self, name, value, *args, **kwargs)
-
-
 def log_no_train(self, name, value, *args, **kwargs):
     if name == "train/loss":
         self.last_train_loss = value
@@ -343,49 +333,17 @@ def log_no_train(self, name, value, *args, **kwargs):
 
 
 
-def clf_step_nolog(self, batch, batch_idx):  # ClassifierTask.training_step without log_dict
-    return self._step(batch, self.train_acc)
-
-
-def clf_step_bare(self, batch, batch_idx):  # ... and without the accuracy update
+def clf_step_bare(self, batch, batch_idx):  # ClassifierTask.training_step without its epoch sums
     tokens, lengths, labels = batch
     return F.cross_entropy(self.net(tokens, lengths), labels)
-
-
-def clf_epoch_start_fixed(self):
-    self._train_outputs = []  # (loss, logits, labels) of each step, detached
-
-
-def clf_step_fixed(self, batch, batch_idx):
-    """The proposed ClassifierTask.training_step: keep the step's outputs, no logging (~1 us a step)."""
-    tokens, lengths, labels = batch
-    logits = self.net(tokens, lengths)
-    loss = F.cross_entropy(logits, labels)
-    self._train_outputs.append((loss.detach(), logits.detach(), labels))
-    return loss
-
-
-def clf_epoch_end_fixed(self):
-    """... and log the epoch's loss (mean over examples, as Lightning's on_epoch mean) and accuracy once."""
-    losses, logits, labels = zip(*self._train_outputs)
-    sizes = torch.tensor([len(y) for y in labels], dtype=torch.float, device=self.device)
-    correct = (torch.cat(logits).argmax(-1) == torch.cat(labels)).float()
-    self.log_dict({"train/loss": (torch.stack(losses) * sizes).sum() / sizes.sum(), "train/acc": correct.mean()})
-    self._train_outputs.clear()
 
 
 def explain_variants(model: str) -> list[tuple[str, object, bool]]:
     """(label, context manager factory, pre-collated batches instead of the datamodule)."""
     if model == "clf":
-        out = [("proposed: log_dict once an epoch",
-                lambda: patched(ClassifierTask, training_step=clf_step_fixed,
-                                on_train_epoch_start=clf_epoch_start_fixed, on_train_epoch_end=clf_epoch_end_fixed),
-                False),
-               ("no log_dict (keeps acc.update)", lambda: patched(ClassifierTask, training_step=clf_step_nolog), False),
-               ("no log_dict, no acc.update", lambda: patched(ClassifierTask, training_step=clf_step_bare), False)]
+        out = [("no per-step loss/accuracy sums", lambda: patched(ClassifierTask, training_step=clf_step_bare), False)]
     else:
-        out = [("proposed: self.log on logging steps", lambda: patched(Pretrainer, log=log_on_logging_steps), False),
-               ("no self.log", lambda: patched(Pretrainer, log=log_no_train), False)]
+        out = [("no self.log", lambda: patched(Pretrainer, log=log_no_train), False)]
     return out + [("batch list, not DataLoader", unchanged, True)]
 
 

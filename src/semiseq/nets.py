@@ -195,9 +195,29 @@ class Classifier(nn.Module):
         )
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        out = self.backbone(tokens)
-        last = out[torch.arange(out.size(0), device=out.device), lengths.to(out.device) - 1]
-        return self.head(last)  # top layer's output at each sequence's last real token
+        return self.head(last_step(self.backbone(tokens), lengths))  # top layer's output at the last real token
+
+    def step_logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Class logits at every step [B, T, C] (the linear-gain readout; padded steps are garbage)."""
+        return self.head(self.backbone(tokens))
+
+
+def last_step(steps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """[B, T, ...] -> [B, ...]: each row at its last real step."""
+    return steps[torch.arange(steps.size(0), device=steps.device), lengths.to(steps.device) - 1]
+
+
+def linear_gain_loss(step_logits: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The paper's linear label gain: cross-entropy at every real step t of a sequence of length L,
+    weighted t/(L-1) (0 at the first step, 1 at the last), averaged with those weights per sequence
+    and over the batch. A one-step sequence counts its only step."""
+    b, t, c = step_logits.shape
+    steps = torch.arange(t, device=step_logits.device)[None, :]
+    length = lengths.to(step_logits.device)[:, None]
+    weight = torch.where(steps < length, steps / (length - 1).clamp(min=1), 0.0)
+    weight = torch.where(length == 1, (steps == 0).to(weight.dtype), weight)
+    ce = F.cross_entropy(step_logits.flatten(0, 1), labels.repeat_interleave(t), reduction="none").view(b, t)
+    return ((ce * weight).sum(1) / weight.sum(1)).mean()
 
 
 def token_loss(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from semiseq import SemiseqError, runs
+from semiseq import SemiseqError, runs, word2vec
 from semiseq.data import Corpus, SequenceDataModule
 from semiseq.tasks import OBJECTIVES, ClassifierTask, Pretrainer
 from semiseq.transfer import load_backbone
@@ -34,7 +34,8 @@ def build_corpus(cfg: DictConfig) -> Corpus:
 def build_datamodule(cfg: DictConfig, corpus: Corpus, task: str) -> SequenceDataModule:
     stage = cfg.pretrain if task == "pretrain" else cfg.finetune
     return SequenceDataModule(corpus, task, stage.batch_size, cfg.data.eval_batch_size, cfg.data.max_len,
-                              cfg.data.bucket, cfg.data.num_workers, seed=cfg.seed)
+                              cfg.data.bucket, cfg.data.num_workers, seed=cfg.seed,
+                              text_batch_size=cfg.mode.get("text_batch_size"))
 
 
 def _net_kwargs(cfg: DictConfig, corpus: Corpus, stage: DictConfig) -> dict:
@@ -51,7 +52,9 @@ def build_pretrainer(cfg: DictConfig, corpus: Corpus, objective: str) -> Pretrai
 
 
 def build_classifier(cfg: DictConfig, corpus: Corpus) -> ClassifierTask:
-    return ClassifierTask(corpus.num_classes, head_lr=cfg.finetune.head_lr, **_net_kwargs(cfg, corpus, cfg.finetune))
+    joint = dict(joint_objective=cfg.mode.objective, joint_weight=cfg.mode.weight) if cfg.mode.name == "joint" else {}
+    return ClassifierTask(corpus.num_classes, head_lr=cfg.finetune.head_lr, **joint,
+                          **_net_kwargs(cfg, corpus, cfg.finetune))
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list, **stage) -> L.Trainer:
@@ -90,20 +93,25 @@ def init_checkpoint(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> Path | No
     name = cfg.init.name
     if name == "random":
         return None
-    if name not in OBJECTIVES:
-        raise ValueError(f"unknown init {name!r}; choose random, " + ", ".join(OBJECTIVES))
+    if name not in (*OBJECTIVES, "word2vec"):
+        raise ValueError(f"unknown init {name!r}; choose random, word2vec, " + ", ".join(OBJECTIVES))
     if cfg.init.checkpoint:
         return Path(cfg.init.checkpoint)
+    if name == "word2vec":
+        return runs.cached_pretrained(cfg, name, lambda: word2vec.pretrain(cfg, corpus, run_dir / "word2vec"))
     return runs.cached_pretrained(cfg, name, lambda: pretrain(cfg, corpus, name, run_dir / f"pretrain-{name}"))
 
 
 def finetune(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> dict:
-    """Train the classifier from ``init``, keep the best validation epoch, and test it."""
+    """Train the classifier from ``init`` (with ``mode=joint``: together with an unsupervised loss),
+    keep the best validation epoch, and test it."""
+    mode = cfg.mode.name
     source = init_checkpoint(cfg, corpus, run_dir)
     L.seed_everything(cfg.seed, workers=True)
     task = build_classifier(cfg, corpus)
     loaded = load_backbone(task, source, corpus.vocab.itos, corpus.name) if source else 0
-    loggers = runs.make_loggers(cfg, run_dir, "finetune", [corpus.name, f"init:{cfg.init.name}"])
+    tags = [corpus.name, f"init:{cfg.init.name}", f"readout:{cfg.model.readout}"]
+    loggers = runs.make_loggers(cfg, run_dir, mode, tags + ([f"joint:{cfg.mode.objective}"] if mode == "joint" else []))
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max",
                            save_last=True)
     trainer = build_trainer(cfg, run_dir, loggers, [best], max_epochs=cfg.finetune.max_epochs,
@@ -111,10 +119,11 @@ def finetune(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> dict:
     for logger in loggers:
         logger.log_metrics({"init/tensors_loaded": loaded})
     start = time.perf_counter()
-    trainer.fit(task, build_datamodule(cfg, corpus, "classify"))
+    trainer.fit(task, build_datamodule(cfg, corpus, "joint" if mode == "joint" else "classify"))
     (metrics,) = trainer.test(ckpt_path=best.best_model_path, datamodule=build_datamodule(cfg, corpus, "classify"),
                               verbose=False, weights_only=True)
-    results = {"mode": "finetune", "data": corpus.name, "init": cfg.init.name, "init_checkpoint": str(source or ""),
+    results = {"mode": mode, "data": corpus.name, "init": cfg.init.name, "readout": cfg.model.readout,
+               "unlabeled": cfg.data.get("unlabeled"), "init_checkpoint": str(source or ""),
                "tensors_loaded": loaded, "val/acc_best": float(best.best_model_score), "best_checkpoint":
                best.best_model_path, "wall_s": time.perf_counter() - start, **metrics}
     runs.write_json(run_dir / "results.json", results)
@@ -135,10 +144,10 @@ def run(cfg: DictConfig) -> float:
         print(f"[semiseq] pretrained {cfg.model.objective} on {corpus.name} in {time.perf_counter() - start:.0f}s: "
               f"{path} (cached as {cached})", flush=True)
         return float(runs.read_json(run_dir / "results.json")["val/loss"])
-    if cfg.mode.name == "finetune":
+    if cfg.mode.name in ("finetune", "joint"):
         r = finetune(cfg, corpus, run_dir)
         print(f"[semiseq] {corpus.name} init={cfg.init.name}: test accuracy {100 * r['test/acc']:.2f}% "
               f"(error {r['test/error']:.2f}%), best val accuracy {100 * r['val/acc_best']:.2f}%, "
               f"{time.perf_counter() - start:.0f}s -> {run_dir}", flush=True)
         return r["val/acc_best"]
-    raise ValueError(f"unknown mode {cfg.mode.name!r}; choose pretrain or finetune")
+    raise ValueError(f"unknown mode {cfg.mode.name!r}; choose pretrain, finetune or joint")

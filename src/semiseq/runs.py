@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 PRETRAIN_VERSION = 2
 
 # Config keys that change how a run goes, not what pretraining learns: left out of the cache key.
-NOT_IN_KEY = {"data": {"num_workers", "eval_batch_size"}, "model": {"objective", "head_dim", "head_dropout"}}
+NOT_IN_KEY = {"data": {"num_workers", "eval_batch_size"}, "model": {"objective", "head_dim", "head_dropout", "readout"}}
 
 
 def wandb_configured() -> bool:
@@ -72,15 +72,19 @@ def write_json(path: Path, payload: dict) -> None:
 
 
 def pretrain_key(cfg: DictConfig, objective: str) -> dict:
-    """Everything that determines pretrained weights: data, network, objective, pretraining recipe."""
+    """Everything that determines pretrained weights: data, network, objective, pretraining recipe
+    (and for word2vec its own settings in ``init``)."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    return {
+    key = {
         "version": PRETRAIN_VERSION,
         "objective": objective,
         "data": {k: v for k, v in resolved["data"].items() if k not in NOT_IN_KEY["data"]},
         "model": {k: v for k, v in resolved["model"].items() if k not in NOT_IN_KEY["model"]},
         "pretrain": resolved["pretrain"],
     }
+    if objective == "word2vec":
+        key["init"] = {k: v for k, v in resolved["init"].items() if k != "checkpoint"}
+    return key
 
 
 def cache_path(cfg: DictConfig, objective: str) -> Path:

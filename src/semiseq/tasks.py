@@ -13,9 +13,10 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from semiseq.nets import Backbone, Classifier, LanguageModel, SequenceAutoencoder
+from semiseq.nets import Backbone, Classifier, LanguageModel, SequenceAutoencoder, last_step, linear_gain_loss
 
 OBJECTIVES = {"sa": SequenceAutoencoder, "lm": LanguageModel}
+READOUTS = ("last", "linear_gain")
 
 
 class _Task(L.LightningModule):
@@ -72,7 +73,10 @@ class Pretrainer(_Task):
         if self.hparams.grad_clip:
             self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
         optimizer.step()
-        self.log("train/loss", total / count, prog_bar=True)
+        loss = total / count
+        if self.global_step % self.trainer.log_every_n_steps == 0:  # the steps the logger writes (self.log ~1 ms)
+            self.log("train/loss", loss, prog_bar=True)
+        return loss
 
     def validation_step(self, batch, batch_idx):
         tokens, lengths, _ = batch
@@ -88,20 +92,32 @@ class Pretrainer(_Task):
 
 
 class ClassifierTask(_Task):
-    """Supervised classification; reports accuracy and test error (%)."""
+    """Supervised classification; reports accuracy and test error (%).
+
+    ``readout='linear_gain'`` trains on the label at every step (the paper's linear label gain) and
+    still predicts from the last step. ``joint_objective='sa'|'lm'`` adds that objective's per-token
+    loss on unlabeled batches, times ``joint_weight``, through the same backbone (joint training)."""
 
     kind = "classifier"
 
     def __init__(self, num_classes: int, vocab_size: int, embed_dim: int, hidden_dim: int, num_layers: int = 1,
                  embed_dropout: float = 0.0, dropout: float = 0.0, head_dim: int = 512, head_dropout: float = 0.5,
-                 lr: float = 1e-3, head_lr: float | None = None, weight_decay: float = 0.0,
-                 input_dim: int | None = None, meta: dict | None = None, **_pretrain_only):
+                 readout: str = "last", lr: float = 1e-3, head_lr: float | None = None, weight_decay: float = 0.0,
+                 input_dim: int | None = None, joint_objective: str | None = None, joint_weight: float = 1.0,
+                 softmax: str = "full", adaptive_cutoffs: tuple[int, ...] = (2000, 10000), meta: dict | None = None,
+                 **_pretrain_only):
         super().__init__(meta)
+        if readout not in READOUTS:
+            raise ValueError(f"unknown model.readout={readout!r}; choose one of {list(READOUTS)}")
+        if joint_objective is not None and joint_objective not in OBJECTIVES:
+            raise ValueError(f"unknown joint objective {joint_objective!r}; choose one of {sorted(OBJECTIVES)}")
         self.save_hyperparameters(ignore=["meta", "_pretrain_only"])
         backbone = Backbone(vocab_size, embed_dim, hidden_dim, num_layers, embed_dropout, dropout, input_dim)
         self.net = Classifier(backbone, num_classes, head_dim, head_dropout, dropout)
-        self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(num_classes, average="micro")
-                                                       for _ in range(3))
+        self.aux = (OBJECTIVES[joint_objective](backbone, dropout, softmax, tuple(adaptive_cutoffs))
+                    if joint_objective else None)  # shares the classifier's backbone
+        self.val_acc, self.test_acc = (MulticlassAccuracy(num_classes, average="micro") for _ in range(2))
+        self._train_sums = None  # loss * n, correct, n: summed on device, logged once per epoch (no sync per step)
 
     def forward(self, tokens, lengths):
         return self.net(tokens, lengths)
@@ -109,27 +125,49 @@ class ClassifierTask(_Task):
     def configure_optimizers(self):
         # A head that learns slower than the backbone cannot just memorise a few labels from
         # whatever features it is given: the (pretrained) backbone has to carry the task.
-        groups = [{"params": self.net.backbone.parameters()},
-                  {"params": self.net.head.parameters(), "lr": self.hparams.head_lr or self.hparams.lr}]
+        head = list(self.net.head.parameters())
+        rest = [p for p in self.parameters() if all(p is not h for h in head)]
+        groups = [{"params": rest}, {"params": head, "lr": self.hparams.head_lr or self.hparams.lr}]
         return torch.optim.Adam(groups, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
 
-    def _step(self, batch, acc: MulticlassAccuracy):
+    def training_step(self, batch, batch_idx):
+        tokens, lengths, labels = batch["labeled"] if self.aux else batch
+        if self.hparams.readout == "linear_gain":
+            steps = self.net.step_logits(tokens)
+            loss, logits = linear_gain_loss(steps, labels, lengths), last_step(steps, lengths)
+        else:
+            logits = self.net(tokens, lengths)
+            loss = F.cross_entropy(logits, labels)
+        n = loss.new_tensor(float(len(labels)))
+        sums = torch.stack([loss.detach() * n, (logits.argmax(-1) == labels).sum().to(n.dtype), n])
+        self._train_sums = sums if self._train_sums is None else self._train_sums + sums
+        if self.aux:
+            text, text_lengths, _ = batch["unlabeled"]
+            (aux_loss,) = self.aux.window_losses(text, text_lengths, text.size(1) + 1)
+            aux_loss = aux_loss / self.aux.num_targets(text_lengths)
+            if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:  # the steps the logger writes
+                self.log_dict({"train/classifier_loss": loss, f"train/{self.hparams.joint_objective}_loss": aux_loss})
+            loss = loss + self.hparams.joint_weight * aux_loss
+        return loss
+
+    def on_train_epoch_end(self):
+        if self._train_sums is not None:
+            loss_sum, correct, n = self._train_sums
+            self.log_dict({"train/loss": loss_sum / n, "train/acc": correct / n}, sync_dist=True)
+            self._train_sums = None
+
+    def _eval_step(self, batch, acc: MulticlassAccuracy) -> torch.Tensor:
         tokens, lengths, labels = batch
-        logits = self.net(tokens, lengths)
+        logits = self.net(tokens, lengths)  # every readout predicts from the last step
         acc.update(logits, labels)
         return F.cross_entropy(logits, labels)
 
-    def training_step(self, batch, batch_idx):
-        loss = self._step(batch, self.train_acc)
-        self.log_dict({"train/loss": loss, "train/acc": self.train_acc}, on_step=False, on_epoch=True)
-        return loss
-
     def validation_step(self, batch, batch_idx):
-        loss = self._step(batch, self.val_acc)
+        loss = self._eval_step(batch, self.val_acc)
         self.log_dict({"val/loss": loss, "val/acc": self.val_acc}, prog_bar=True)
 
     def test_step(self, batch, batch_idx):
-        self.log("test/loss", self._step(batch, self.test_acc))
+        self.log("test/loss", self._eval_step(batch, self.test_acc))
 
     def on_test_epoch_end(self):
         acc = self.test_acc.compute()

@@ -71,7 +71,7 @@ def load_backbone(model: nn.Module, path: str | Path, vocab: list[str], data_nam
             raise TransferError(f"shape mismatch for {name}: checkpoint {path} has {tuple(tensor.shape)}, the model "
                                 f"has {tuple(target[name].shape)}; use the same model.* sizes as for pretraining")
     missing = [k for k in target if k.startswith(PREFIX) and k not in source]
-    if missing:
+    if missing and ckpt["semiseq"].get("kind") != "word2vec":  # word2vec: the embedding only
         raise TransferError(f"checkpoint {path} lacks {missing}: the pretrained network has fewer layers than "
                             "the model")
     with torch.no_grad():

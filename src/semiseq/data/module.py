@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Sampler
 
 from semiseq.data.corpus import Corpus, Sequences, collate
@@ -39,28 +40,38 @@ class BucketBatchSampler(Sampler[list[int]]):
 
 
 class SequenceDataModule(L.LightningDataModule):
-    """Serves a :class:`Corpus` to a pretraining (text only) or classification task."""
+    """Serves a :class:`Corpus` to a pretraining (text only), classification or joint task. A joint
+    training batch is ``{"labeled": ..., "unlabeled": ...}``: each labeled batch of an epoch comes with
+    a batch of ``text_batch_size`` pretraining texts (the epoch ends with the shorter of the two)."""
+
+    TASKS = ("pretrain", "classify", "joint")
 
     def __init__(self, corpus: Corpus, task: str, batch_size: int, eval_batch_size: int = 256,
-                 max_len: int | None = None, bucket: bool = True, num_workers: int = 0, seed: int = 0):
+                 max_len: int | None = None, bucket: bool = True, num_workers: int = 0, seed: int = 0,
+                 text_batch_size: int | None = None):
         super().__init__()
-        if task not in ("pretrain", "classify"):
-            raise ValueError(f"task must be 'pretrain' or 'classify', got {task!r}")
+        if task not in self.TASKS:
+            raise ValueError(f"task must be one of {self.TASKS}, got {task!r}")
         self.corpus, self.task, self.batch_size, self.eval_batch_size = corpus, task, batch_size, eval_batch_size
         self.max_len, self.bucket, self.num_workers, self.seed = max_len, bucket, num_workers, seed
+        self.text_batch_size = text_batch_size or batch_size
 
     @property
     def vocab(self):
         return self.corpus.vocab
 
-    def _loader(self, data: Sequences, train: bool) -> DataLoader:
+    def _loader(self, data: Sequences, train: bool, batch_size: int | None = None) -> DataLoader:
         data = data.truncated(self.max_len)
-        sampler = BucketBatchSampler(data.lengths, self.batch_size if train else self.eval_batch_size,
+        sampler = BucketBatchSampler(data.lengths, batch_size or (self.batch_size if train else self.eval_batch_size),
                                      shuffle=train, bucket=self.bucket, seed=self.seed)
         return DataLoader(data, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | CombinedLoader:
+        if self.task == "joint":
+            return CombinedLoader({"labeled": self._loader(self.corpus.train, train=True),
+                                   "unlabeled": self._loader(self.corpus.pretrain_text(), True, self.text_batch_size)},
+                                  mode="min_size")
         data = self.corpus.pretrain_text() if self.task == "pretrain" else self.corpus.train
         return self._loader(data, train=True)
 

@@ -1,0 +1,116 @@
+"""The paper's variants: linear label gain, word2vec init, joint training (unit checks + real runs)."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import semiseq
+from semiseq import pipeline, word2vec
+from semiseq.nets import Backbone, Classifier, linear_gain_loss
+from semiseq.tasks import ClassifierTask
+
+
+def test_linear_gain_weights_steps_by_position_over_the_real_length():
+    torch.manual_seed(0)
+    logits, labels = torch.randn(2, 5, 3), torch.tensor([1, 2])
+    lengths = torch.tensor([5, 3])
+    ce = F.cross_entropy(logits.flatten(0, 1), labels.repeat_interleave(5), reduction="none").view(2, 5)
+    row0 = (ce[0] * torch.tensor([0, 1, 2, 3, 4]) / 4).sum() / (10 / 4)  # t/(L-1), L=5
+    row1 = (ce[1, :3] * torch.tensor([0, 0.5, 1])).sum() / 1.5  # L=3; padded steps 3, 4 weigh nothing
+    assert torch.allclose(linear_gain_loss(logits, labels, lengths), (row0 + row1) / 2)
+    garbage = logits.clone()
+    garbage[1, 3:] = 100.0  # what padded steps output cannot matter
+    assert torch.allclose(linear_gain_loss(garbage, labels, lengths), (row0 + row1) / 2)
+    one = linear_gain_loss(logits[:1, :1], labels[:1], torch.tensor([1]))  # a one-step sequence: its only step
+    assert torch.allclose(one, ce[0, 0])
+
+
+def test_linear_gain_predicts_from_the_last_step():
+    net = Classifier(Backbone(10, 4, 8), 3).eval()
+    tokens, lengths = torch.randint(3, 10, (4, 6)), torch.tensor([6, 2, 4, 1])
+    steps = net.step_logits(tokens)
+    assert torch.allclose(net(tokens, lengths), steps[torch.arange(4), lengths - 1], atol=1e-6)
+
+
+@pytest.fixture
+def smoke(make_cfg):
+    return lambda *o: make_cfg("experiment=smoke", "callbacks=none", *o)
+
+
+def test_word2vec_init_copies_its_vectors_into_the_embedding_only(smoke, tmp_path):
+    cfg = smoke("init=word2vec", "logger=none")
+    corpus = pipeline.build_corpus(cfg)
+    path = pipeline.init_checkpoint(cfg, corpus, tmp_path)
+    ckpt = torch.load(path, weights_only=True)
+    weight = ckpt["state_dict"]["net.backbone.embedding.weight"]
+    assert ckpt["semiseq"]["kind"] == "word2vec" and weight.shape == (len(corpus.vocab), cfg.model.embed_dim)
+    assert weight[0].abs().sum() == 0  # PAD
+    again = word2vec.embeddings(corpus, cfg.model.embed_dim, epochs=cfg.init.epochs, seed=cfg.pretrain.seed)
+    assert torch.equal(weight, again)  # one worker + a seed: reproducible
+    task = pipeline.build_classifier(cfg, corpus)
+    lstm_before = task.net.backbone.lstm.weight_hh_l0.clone()
+    assert semiseq.transfer.load_backbone(task, path, corpus.vocab.itos, corpus.name) == 1
+    assert torch.equal(task.net.backbone.embedding.weight.detach(), weight)
+    assert torch.equal(task.net.backbone.lstm.weight_hh_l0, lstm_before)
+    assert pipeline.init_checkpoint(cfg, corpus, tmp_path / "again") == path  # cached
+
+
+def test_word2vec_vectors_reflect_cooccurrence():
+    """Tokens that always appear together get closer vectors than tokens that never do."""
+    from semiseq.data.corpus import Corpus, Sequences, Vocab
+
+    rng = torch.Generator().manual_seed(0)
+    texts = []
+    for _ in range(600):  # words 3-6 co-occur with each other, 7-10 with each other
+        group = 3 if torch.rand(1, generator=rng) < 0.5 else 7
+        texts.append((group + torch.randint(0, 4, (8,), generator=rng)).tolist())
+    seqs = Sequences.from_lists(texts)
+    empty = Sequences.from_lists([[3]], labels=[0])
+    corpus = Corpus("toy", Vocab(["<pad>", "<unk>", "<eos>", *map(str, range(3, 11))]), empty, empty, empty, seqs,
+                    ["a"], {})
+    w = F.normalize(word2vec.embeddings(corpus, 16, epochs=10), dim=1)
+    within, across = (w[3] @ w[4] + w[7] @ w[8]) / 2, (w[3] @ w[7] + w[4] @ w[8]) / 2
+    assert within > across + 0.3, (within, across)
+
+
+def test_joint_task_shares_one_backbone_and_adds_the_weighted_objective(smoke):
+    cfg = smoke("mode=joint", "mode.weight=0.5", "logger=none")
+    corpus = pipeline.build_corpus(cfg)
+    task = pipeline.build_classifier(cfg, corpus)
+    assert task.aux.backbone is task.net.backbone and task.hparams.joint_objective == "sa"
+    optimizer = task.configure_optimizers()
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(task.parameters()))
+    dm = pipeline.build_datamodule(cfg, corpus, "joint")
+    batch, _, _ = next(iter(dm.train_dataloader()))  # CombinedLoader: (batch, batch_idx, dataloader_idx)
+    assert set(batch) == {"labeled", "unlabeled"} and len(batch["unlabeled"][0]) == cfg.mode.text_batch_size
+
+    class _Trainer:  # training_step reads log_every_n_steps only
+        log_every_n_steps, global_step = 1000, 0
+
+    task.trainer = _Trainer()  # type: ignore[assignment]
+    torch.manual_seed(0)
+    task.train(False)  # no dropout: the parts can be recomputed exactly
+    loss = task.training_step(batch, 0)
+    tokens, lengths, labels = batch["labeled"]
+    (aux,) = task.aux.window_losses(*batch["unlabeled"][:2], 10**6)
+    expected = F.cross_entropy(task.net(tokens, lengths), labels) + 0.5 * aux / task.aux.num_targets(batch[
+        "unlabeled"][1])
+    assert torch.allclose(loss, expected, atol=1e-6)
+
+
+def test_joint_and_linear_gain_runs_end_to_end(smoke, tmp_path):
+    cfg = smoke("mode=joint", "model.readout=linear_gain", "logger=csv")
+    assert cfg.init.name == "random"  # joint training starts from scratch unless init says otherwise
+    val = pipeline.run(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["mode"] == "joint" and results["readout"] == "linear_gain" and val == results["val/acc_best"]
+    header = (run_dir / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train/sa_loss", "train/classifier_loss", "train/loss", "train/acc", "val/acc"} <= set(header)
+    model = semiseq.load(results["best_checkpoint"])  # the joint checkpoint is a classifier for inference
+    assert model.kind == "classifier" and len(model.predict(["a b c"])) == 1
+    task = ClassifierTask.load_from_checkpoint(results["best_checkpoint"], weights_only=True)
+    assert task.aux is not None and task.hparams.readout == "linear_gain"
