@@ -46,6 +46,9 @@ def test_option_composes_and_instantiates(make_cfg, tmp_path, group, option):
         overrides = [f"data={option}", *DATA_FILES[option](tmp_path), f"paths.data_dir={tmp_path}/downloads",
                      "model.embed_dim=8", "model.hidden_dim=16", "model.head_dim=16"]
     cfg = make_cfg(*overrides)
+    if group == "experiment" and cfg.data.name != "synthetic":  # a paper table's data, from small files
+        extra = [f"data.unlabeled_root={test_data_imdb.write_tree(tmp_path / 'unsup')}"] if cfg.data.get("unlabeled") else []
+        cfg = make_cfg(*overrides, *DATA_FILES[cfg.data.name](tmp_path), f"paths.data_dir={tmp_path}/downloads", *extra)
     corpus = pipeline.build_corpus(cfg)
     assert (len(corpus.vocab) > 3 or corpus.input_dim) and len(corpus.train) > 0
     objective = cfg.init.name if cfg.init.name in ("sa", "lm") else cfg.model.objective
@@ -57,6 +60,28 @@ def test_option_composes_and_instantiates(make_cfg, tmp_path, group, option):
     for name, conf in (cfg.get("callbacks") or {}).items():
         assert instantiate(conf) is not None, name
     runs.finish_loggers(loggers)
+
+
+# Each paper-table row as its own experiment: what the row's name promises, the config delivers.
+ROWS = {"lstm": ("random", "last", "finetune"), "word2vec": ("word2vec", "last", "finetune"),
+        "lm": ("lm", "last", "finetune"), "sa": ("sa", "last", "finetune"), "sa_imdb": ("sa", "last", "finetune"),
+        "sa_linear_gain": ("sa", "linear_gain", "finetune"), "lstm_linear_gain": ("random", "linear_gain", "finetune"),
+        "sa3_linear_gain": ("sa", "linear_gain", "finetune"), "sa_joint": ("random", "last", "joint")}
+TABLES = ["imdb", "rt", "newsgroups20", "dbpedia", "cifar10"]
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_each_paper_row_is_an_experiment_with_its_variant(make_cfg, table):
+    rows = [p.stem for p in (CONF / "experiment").glob(f"{table}_*.yaml")]
+    rows = [r for r in rows if r.removeprefix(table + "_") in ROWS]
+    assert len(rows) >= 2, rows
+    for row in rows:
+        cfg = make_cfg(f"experiment={row}")
+        init, readout, mode = ROWS[row.removeprefix(table + "_")]
+        assert (cfg.init.name, cfg.model.readout, cfg.mode.name) == (init, readout, mode), row
+        assert cfg.model.hidden_dim >= 1024 and cfg.model.head_dim == 512 and cfg.name.startswith(table), row
+        assert cfg.model.num_layers == (3 if "sa3" in row else 1)
+        assert (cfg.data.get("unlabeled") == "imdb") == row.endswith("_imdb")
 
 
 def test_hydra_run_dirs_are_unique_per_microsecond():
