@@ -150,6 +150,20 @@ class ClassifierTask(_Task):
             loss = loss + self.hparams.joint_weight * aux_loss
         return loss
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self._train_sums is not None:  # mid-epoch: a resumed run reports the whole epoch's train loss/acc
+            checkpoint["train_sums"] = self._train_sums.tolist()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        sums = checkpoint.get("train_sums")
+        self._train_sums = torch.tensor(sums) if sums else None
+
+    def on_train_start(self):
+        if self._train_sums is not None:  # restored on the CPU
+            self._train_sums = self._train_sums.to(self.device)
+
     def on_train_epoch_end(self):
         if self._train_sums is not None:
             loss_sum, correct, n = self._train_sums

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import lightning as L
 import numpy as np
 import torch
@@ -13,20 +15,25 @@ from semiseq.data.corpus import Corpus, Sequences, collate
 
 class BucketBatchSampler(Sampler[list[int]]):
     """Shuffle, sort by length within chunks of ``chunk_batches`` batches, then shuffle the batches:
-    batches hold similar lengths (little padding) yet every epoch sees a new order."""
+    batches hold similar lengths (little padding) yet every epoch sees a new order.
+
+    The order depends only on ``(seed, epoch)`` (its own generator, not the global random state). Each
+    iteration takes the next epoch, or asks ``position()`` for ``(epoch, batches to skip)``: where a
+    trainer is, e.g. in the middle of an epoch when a run resumes."""
 
     def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool = True, bucket: bool = True,
-                 chunk_batches: int = 200, seed: int = 0):
+                 chunk_batches: int = 200, seed: int = 0, position: Callable[[], tuple[int, int]] | None = None):
         self.lengths, self.batch_size = np.asarray(lengths), batch_size
         self.shuffle, self.bucket, self.chunk, self.seed = shuffle, bucket, batch_size * chunk_batches, seed
-        self.epoch = 0
+        self.epoch, self.position = 0, position
 
     def __len__(self) -> int:
         return -(-len(self.lengths) // self.batch_size)
 
     def __iter__(self):
-        rng = np.random.default_rng((self.seed, self.epoch))
-        self.epoch += 1
+        epoch, skip = self.position() if self.position else (self.epoch, 0)
+        rng = np.random.default_rng((self.seed, epoch))
+        self.epoch = epoch + 1
         n = len(self.lengths)
         order = rng.permutation(n) if self.shuffle else np.arange(n)
         if self.bucket:
@@ -36,7 +43,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         batches = np.split(order, range(self.batch_size, n, self.batch_size))
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
-        return iter(b.tolist() for b in batches)
+        return iter(b.tolist() for b in batches[skip:])
 
 
 class SequenceDataModule(L.LightningDataModule):
@@ -55,6 +62,7 @@ class SequenceDataModule(L.LightningDataModule):
         self.corpus, self.task, self.batch_size, self.eval_batch_size = corpus, task, batch_size, eval_batch_size
         self.max_len, self.bucket, self.num_workers, self.seed = max_len, bucket, num_workers, seed
         self.text_batch_size = text_batch_size or batch_size
+        self._resume_at: dict | None = None  # where the checkpoint a run resumes from was in the data
 
     @property
     def vocab(self):
@@ -63,9 +71,13 @@ class SequenceDataModule(L.LightningDataModule):
     def _loader(self, data: Sequences, train: bool, batch_size: int | None = None) -> DataLoader:
         data = data.truncated(self.max_len)
         sampler = BucketBatchSampler(data.lengths, batch_size or (self.batch_size if train else self.eval_batch_size),
-                                     shuffle=train, bucket=self.bucket, seed=self.seed)
+                                     shuffle=train, bucket=self.bucket, seed=self.seed,
+                                     position=self._position if train and self.trainer else None)
+        # Its own generator: starting an iterator then draws its worker seed from it, not from the global
+        # random state, so validating does not shift training's dropout draws (and a resume stays exact).
         return DataLoader(data, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
+                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
+                          generator=torch.Generator().manual_seed(self.seed))
 
     def train_dataloader(self) -> DataLoader | CombinedLoader:
         if self.task == "joint":
@@ -74,6 +86,29 @@ class SequenceDataModule(L.LightningDataModule):
                                   mode="min_size")
         data = self.corpus.pretrain_text() if self.task == "pretrain" else self.corpus.train
         return self._loader(data, train=True)
+
+    def _position(self) -> tuple[int, int]:
+        """The training epoch the trainer is starting (its order) and the batches of it to skip: those a
+        resumed run trained on before its checkpoint. Lightning restores its loop counters but not the
+        place in the data, and may start the loader more than once when it resumes: so the order follows
+        its epoch counter, not the number of passes."""
+        epoch, at = self.trainer.current_epoch, self._resume_at
+        if not at or epoch != at["epoch"]:
+            return epoch, 0
+        if at["epoch_ended"]:  # saved after the epoch's last batch, before the trainer counted the epoch
+            return epoch + 1, 0
+        return epoch, at["batches_done"]
+
+    def state_dict(self) -> dict:
+        """Where training is in the data, saved in every checkpoint (see :meth:`_position`)."""
+        if self.trainer is None:
+            return {}
+        progress = self.trainer.fit_loop.epoch_loop.batch_progress
+        return {"epoch": self.trainer.current_epoch, "batches_done": progress.current.processed,
+                "epoch_ended": bool(progress.is_last_batch)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._resume_at = state_dict or None
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.corpus.val, train=False)
