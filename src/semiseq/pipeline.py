@@ -3,6 +3,7 @@ fine-tune (pretraining first, through the cache, when ``init`` asks for weights 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -11,10 +12,11 @@ import lightning as L
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from semiseq import SemiseqError, runs, word2vec
+from semiseq.checkpoints import AtomicCheckpointIO, LastCheckpoint, RandomState
 from semiseq.data import Corpus, SequenceDataModule
 from semiseq.tasks import OBJECTIVES, ClassifierTask, Pretrainer
 from semiseq.transfer import load_backbone
@@ -60,27 +62,44 @@ def build_classifier(cfg: DictConfig, corpus: Corpus) -> ClassifierTask:
 def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list, **stage) -> L.Trainer:
     extra = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     return instantiate(cfg.trainer, default_root_dir=str(run_dir), logger=loggers or False,
-                       callbacks=callbacks + extra, **stage)
+                       callbacks=callbacks + extra, plugins=[AtomicCheckpointIO()], **stage)
+
+
+def resume_callbacks(run_dir: Path, every_n_steps: int | None, every_epoch: bool) -> list:
+    """What makes a stage resumable exactly: ``checkpoints/last.ckpt`` kept current, with the random state."""
+    return [LastCheckpoint(run_dir / "checkpoints", every_n_steps, every_epoch), RandomState()]
+
+
+def early_stopping(patience: int | None, monitor: str, mode: str) -> list:
+    """Stop when ``monitor`` has not improved for ``patience`` validations (none when ``patience`` is null)."""
+    return [EarlyStopping(monitor=monitor, mode=mode, patience=patience)] if patience else []
 
 
 def pretrain(cfg: DictConfig, corpus: Corpus, objective: str, run_dir: Path) -> Path:
-    """Pretrain the backbone without labels; returns the final checkpoint in ``run_dir/checkpoints``."""
+    """Pretrain the backbone without labels; returns the final checkpoint in ``run_dir/checkpoints``.
+    When the run resumes, it continues from ``run_dir/checkpoints/last.ckpt`` (or returns the finished result)."""
+    path = run_dir / "checkpoints" / "pretrained.ckpt"
+    if cfg.get("resume") and (run_dir / "results.json").is_file() and path.is_file():
+        return path  # finished before the interruption
     L.seed_everything(cfg.pretrain.seed, workers=True)
     task = build_pretrainer(cfg, corpus, objective)
     loggers = runs.make_loggers(cfg, run_dir, "pretrain", [corpus.name, f"objective:{objective}"])
     steps = cfg.pretrain.max_steps
-    periodic = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True,
-                               every_n_train_steps=cfg.pretrain.val_every_n_steps)
-    trainer = build_trainer(cfg, run_dir, loggers, [periodic], max_steps=steps, max_epochs=-1,
+    every = cfg.pretrain.get("checkpoint_every_n_steps") or cfg.pretrain.val_every_n_steps
+    callbacks = [*resume_callbacks(run_dir, every, every_epoch=False),
+                 *early_stopping(cfg.pretrain.get("early_stopping_patience"), "val/loss", "min")]
+    trainer = build_trainer(cfg, run_dir, loggers, callbacks, max_steps=steps, max_epochs=-1,
                             val_check_interval=min(cfg.pretrain.val_every_n_steps, steps),
                             check_val_every_n_epoch=None)  # the Pretrainer clips its own gradients
     start = time.perf_counter()
-    trainer.fit(task, build_datamodule(cfg, corpus, "pretrain"))
-    path = run_dir / "checkpoints" / "pretrained.ckpt"
+    trainer.fit(task, build_datamodule(cfg, corpus, "pretrain"), ckpt_path=runs.resume_checkpoint(cfg, run_dir),
+                weights_only=True)
     trainer.save_checkpoint(path, weights_only=True)  # weights, hparams, vocabulary: what transfer needs
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     runs.write_json(run_dir / "results.json", {"mode": "pretrain", "objective": objective, "checkpoint": str(path),
-                                               "wall_s": time.perf_counter() - start, **metrics})
+                                               "last_checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),
+                                               "steps": trainer.global_step, "wall_s": time.perf_counter() - start,
+                                               **metrics})
     runs.finish_loggers(loggers)
     log.info("pretrained %s in %.0fs: val/loss %.3f, val/ppl %.2f -> %s", objective, time.perf_counter() - start,
              metrics.get("val/loss", float("nan")), metrics.get("val/ppl", float("nan")), path)
@@ -112,42 +131,52 @@ def finetune(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> dict:
     loaded = load_backbone(task, source, corpus.vocab.itos, corpus.name) if source else 0
     tags = [corpus.name, f"init:{cfg.init.name}", f"readout:{cfg.model.readout}"]
     loggers = runs.make_loggers(cfg, run_dir, mode, tags + ([f"joint:{cfg.mode.objective}"] if mode == "joint" else []))
-    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max",
-                           save_last=True)
-    trainer = build_trainer(cfg, run_dir, loggers, [best], max_epochs=cfg.finetune.max_epochs,
+    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max")
+    callbacks = [best, *resume_callbacks(run_dir, cfg.finetune.get("checkpoint_every_n_steps"), every_epoch=True),
+                 *early_stopping(cfg.finetune.get("early_stopping_patience"), "val/acc", "max")]
+    trainer = build_trainer(cfg, run_dir, loggers, callbacks, max_epochs=cfg.finetune.max_epochs,
                             gradient_clip_val=cfg.finetune.grad_clip)
     for logger in loggers:
         logger.log_metrics({"init/tensors_loaded": loaded})
     start = time.perf_counter()
-    trainer.fit(task, build_datamodule(cfg, corpus, "joint" if mode == "joint" else "classify"))
+    trainer.fit(task, build_datamodule(cfg, corpus, "joint" if mode == "joint" else "classify"),
+                ckpt_path=runs.resume_checkpoint(cfg, run_dir), weights_only=True)
     (metrics,) = trainer.test(ckpt_path=best.best_model_path, datamodule=build_datamodule(cfg, corpus, "classify"),
                               verbose=False, weights_only=True)
     results = {"mode": mode, "data": corpus.name, "init": cfg.init.name, "readout": cfg.model.readout,
                "unlabeled": cfg.data.get("unlabeled"), "init_checkpoint": str(source or ""),
                "tensors_loaded": loaded, "val/acc_best": float(best.best_model_score), "best_checkpoint":
-               best.best_model_path, "wall_s": time.perf_counter() - start, **metrics}
+               best.best_model_path, "last_checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),
+               "epochs": trainer.current_epoch, "wall_s": time.perf_counter() - start, **metrics}
     runs.write_json(run_dir / "results.json", results)
     runs.finish_loggers(loggers)
     return results
 
 
 def run(cfg: DictConfig) -> float:
-    """Run the stage ``cfg.mode.name``; returns the validation metric a sweeper optimises."""
+    """Run the stage ``cfg.mode.name`` (with ``resume``: finish an interrupted run in its own folder);
+    returns the validation metric a sweeper optimises."""
     start = time.perf_counter()
+    if cfg.get("resume"):
+        cfg = runs.resume_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
-    if cfg.get("threads"):
-        torch.set_num_threads(cfg.threads)
-    corpus = build_corpus(cfg)
-    if cfg.mode.name == "pretrain":
-        path = pretrain(cfg, corpus, cfg.model.objective, run_dir)
-        cached = runs.cache_store(cfg, cfg.model.objective, path)
-        print(f"[semiseq] pretrained {cfg.model.objective} on {corpus.name} in {time.perf_counter() - start:.0f}s: "
-              f"{path} (cached as {cached})", flush=True)
-        return float(runs.read_json(run_dir / "results.json")["val/loss"])
-    if cfg.mode.name in ("finetune", "joint"):
-        r = finetune(cfg, corpus, run_dir)
-        print(f"[semiseq] {corpus.name} init={cfg.init.name}: test accuracy {100 * r['test/acc']:.2f}% "
-              f"(error {r['test/error']:.2f}%), best val accuracy {100 * r['val/acc_best']:.2f}%, "
-              f"{time.perf_counter() - start:.0f}s -> {run_dir}", flush=True)
-        return r["val/acc_best"]
-    raise ValueError(f"unknown mode {cfg.mode.name!r}; choose pretrain, finetune or joint")
+    with runs.log_to(run_dir / "train.log") if cfg.get("resume") else contextlib.nullcontext():
+        if cfg.get("threads"):
+            torch.set_num_threads(cfg.threads)
+        corpus = build_corpus(cfg)
+        if cfg.mode.name == "pretrain":
+            path = pretrain(cfg, corpus, cfg.model.objective, run_dir)
+            cached = runs.cache_store(cfg, cfg.model.objective, path)
+            loss = float(runs.read_json(run_dir / "results.json")["val/loss"])
+            print(f"[semiseq] pretrained {cfg.model.objective} on {corpus.name} in {time.perf_counter() - start:.0f}s, "
+                  f"val/loss {loss:.4f} -> results {run_dir / 'results.json'}, checkpoint {path} (cached as {cached})",
+                  flush=True)
+            return loss
+        if cfg.mode.name in ("finetune", "joint"):
+            r = finetune(cfg, corpus, run_dir)
+            print(f"[semiseq] {corpus.name} init={cfg.init.name}: test accuracy {100 * r['test/acc']:.2f}% "
+                  f"(error {r['test/error']:.2f}%), best val accuracy {100 * r['val/acc_best']:.2f}%, "
+                  f"{time.perf_counter() - start:.0f}s -> results {run_dir / 'results.json'}, "
+                  f"checkpoint {r['best_checkpoint']}", flush=True)
+            return r["val/acc_best"]
+        raise ValueError(f"unknown mode {cfg.mode.name!r}; choose pretrain, finetune or joint")

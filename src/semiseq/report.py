@@ -133,7 +133,8 @@ def find_runs(paths: list[str]) -> tuple[list[dict], int]:
         files = [path] if path.is_file() else path.rglob("results.json")
         found.update({f.resolve(): f for f in files})
         if path.is_dir():
-            skipped |= {h.parent.resolve() for h in path.rglob(".hydra") if not (h.parent / "results.json").exists()}
+            skipped |= {h.parent.resolve() for h in path.rglob(".hydra") if not (h.parent / "results.json").exists()
+                        and not (h.parent / "resumed.json").exists()}  # a `resume=` command's folder: not a run
     return [load_run(f) for _, f in sorted(found.items())], len(skipped)
 
 

@@ -3,17 +3,26 @@ cache of pretrained weights keyed by the config that produced them."""
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import hashlib
+import io
 import json
 import logging
 import netrc
 import os
+import secrets
+import string
+import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from filelock import FileLock
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+
+from semiseq import SemiseqError
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +31,10 @@ log = logging.getLogger(__name__)
 PRETRAIN_VERSION = 2
 
 # Config keys that change how a run goes, not what pretraining learns: left out of the cache key.
-NOT_IN_KEY = {"data": {"num_workers", "eval_batch_size"}, "model": {"objective", "head_dim", "head_dropout", "readout"}}
+NOT_IN_KEY = {"data": {"num_workers", "eval_batch_size"}, "model": {"objective", "head_dim", "head_dropout", "readout"},
+              "pretrain": {"checkpoint_every_n_steps"}}
+
+RESUMED_NOTE = "resumed.json"  # in the folder Hydra made for a `resume=...` command: where the run went
 
 
 def wandb_configured() -> bool:
@@ -42,11 +54,15 @@ def make_loggers(cfg: DictConfig, run_dir: Path, job_type: str, tags: list[str])
     loggers = []
     for name, conf in (cfg.get("logger") or {}).items():
         extra = {"save_dir": str(run_dir)}
-        if name == "wandb":
+        if name == "wandb":  # the id stays in the run folder: a resumed stage continues the same wandb run
             network = f"lstm:{cfg.model.num_layers}x{cfg.model.hidden_dim}"
             extra.update(group=cfg.name, job_type=job_type, tags=[*tags, network],
-                         name=f"{cfg.name}-{job_type}-{run_dir.name}")
+                         name=f"{cfg.name}-{job_type}-{run_dir.name}", id=wandb_id(run_dir), resume="allow")
+        if name == "csv":
+            extra["version"] = 0
         loggers.append(instantiate(conf, **extra))
+        if name == "csv" and cfg.get("resume"):
+            _reopen_csv(loggers[-1])
     config = OmegaConf.to_container(cfg, resolve=True)
     for logger in loggers:
         logger.log_hyperparams(config)
@@ -61,6 +77,111 @@ def finish_loggers(loggers: list) -> None:
         import wandb
 
         wandb.finish()
+
+
+def wandb_id(run_dir: Path) -> str:
+    """This stage's wandb run id, made once and kept in ``run_dir/wandb_id.txt``."""
+    path = run_dir / "wandb_id.txt"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8)) + "\n")
+    return path.read_text().strip()
+
+
+def _reopen_csv(logger) -> None:
+    """Append to a resumed stage's metrics.csv (Lightning's CSV writer deletes an existing one)."""
+    metrics = Path(logger.log_dir) / "metrics.csv"
+    if not metrics.is_file():
+        return
+    rows = metrics.read_text()
+    metrics.unlink()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Experiment logs directory")
+        writer = logger.experiment
+    metrics.write_text(rows)
+    writer.metrics_keys = next(csv.reader(io.StringIO(rows)), [])
+
+
+def _differences(cfg: DictConfig, saved: DictConfig) -> list[str]:
+    """``key=value`` (as in ``cfg``) for each setting ``cfg`` sets otherwise than ``saved``, paths aside."""
+    now, before = (_flat(OmegaConf.to_container(c)) for c in (cfg, saved))
+    return [f"{k}={now.get(k)}" for k in sorted(now.keys() | before.keys())
+            if now.get(k) != before.get(k) and k.split(".")[0] not in ("resume", "paths")]
+
+
+def _flat(tree, prefix: str = "") -> dict:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}.{key}" if prefix else key).items()}
+
+
+def _saved_config(run_dir: Path) -> DictConfig:
+    return OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+
+
+def resume_dir(cfg: DictConfig) -> Path:
+    """The run ``resume`` names: ``true``, the latest unfinished run (no results.json) under
+    ``paths.log_dir/<name>/runs`` started with this config; a path, that run folder."""
+    if cfg.resume is True:
+        folder = Path(cfg.paths.log_dir) / cfg.name / "runs"
+        here = Path(cfg.paths.output_dir).resolve()
+        unfinished = [d for d in sorted(folder.glob("*")) if (d / ".hydra" / "config.yaml").is_file()
+                      and not (d / "results.json").exists() and not (d / RESUMED_NOTE).exists() and d.resolve() != here]
+        if not unfinished:
+            raise SemiseqError(f"nothing to resume: no unfinished run (a run folder without results.json) in {folder}; "
+                               f"start a new run without resume=, or give resume=RUN_DIR")
+        same = [d for d in unfinished if not _differences(cfg, _saved_config(d))]
+        if not same:  # experiments share a name (experiment=imdb_sa, imdb_lm: logs/imdb/): never pick another's run
+            latest = unfinished[-1]
+            raise SemiseqError(f"no unfinished run in {folder} was started with this config; the latest, {latest}, "
+                               f"differs in {', '.join(_differences(cfg, _saved_config(latest)))}: resume it with "
+                               f"resume={latest}")
+        return same[-1]
+    run_dir = Path(str(cfg.resume)).expanduser()
+    if not (run_dir / ".hydra" / "config.yaml").is_file():
+        raise SemiseqError(f"resume={cfg.resume}: not a run folder (no .hydra/config.yaml in it); give a folder "
+                           f"under {cfg.paths.log_dir}/<name>/runs/, or resume=true for the latest unfinished run")
+    if (run_dir / "results.json").exists():
+        raise SemiseqError(f"resume={cfg.resume}: that run has finished (its results.json exists); nothing to resume")
+    return run_dir
+
+
+def resume_config(cfg: DictConfig) -> DictConfig:
+    """The config the run to resume was started with, pointed at its folder (``paths.output_dir``); the
+    folder Hydra made for this command gets only its log and a note saying where the run went."""
+    run_dir = resume_dir(cfg)
+    saved = _saved_config(run_dir)
+    typed = [o for o in (HydraConfig.get().overrides.task if HydraConfig.initialized() else [])
+             if not o.lstrip("+~").startswith(("resume=", "paths."))]
+    if typed and (ignored := _differences(cfg, saved)):  # resume=RUN_DIR with other overrides: they do not apply
+        log.warning("resuming %s with the config it was started with; ignoring %s", run_dir, ", ".join(ignored))
+    write_json(Path(cfg.paths.output_dir) / RESUMED_NOTE, {"resumed": str(run_dir)})
+    saved.paths.output_dir, saved.resume = str(run_dir), str(run_dir)
+    log.info("resuming %s", run_dir)
+    return saved
+
+
+def resume_checkpoint(cfg: DictConfig, stage_dir: Path) -> Path | None:
+    """``stage_dir/checkpoints/last.ckpt`` when this run resumes and the stage had written one."""
+    path = stage_dir / "checkpoints" / "last.ckpt"
+    if cfg.get("resume") and path.is_file():
+        log.info("continuing from %s", path)
+        return path
+    return None
+
+
+@contextlib.contextmanager
+def log_to(path: Path) -> Iterator[None]:
+    """Also append this process's log to ``path`` (a resumed run's own train.log)."""
+    root = logging.getLogger()
+    handler = logging.FileHandler(path)
+    handler.setFormatter(next((h.formatter for h in root.handlers if isinstance(h, logging.FileHandler)), None))
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
 
 
 def write_json(path: Path, payload: dict) -> None:
@@ -80,7 +201,9 @@ def pretrain_key(cfg: DictConfig, objective: str) -> dict:
         "objective": objective,
         "data": {k: v for k, v in resolved["data"].items() if k not in NOT_IN_KEY["data"]},
         "model": {k: v for k, v in resolved["model"].items() if k not in NOT_IN_KEY["model"]},
-        "pretrain": resolved["pretrain"],
+        # a null early_stopping_patience (the default) leaves the key as before that setting existed
+        "pretrain": {k: v for k, v in resolved["pretrain"].items()
+                     if k not in NOT_IN_KEY["pretrain"] and not (k == "early_stopping_patience" and v is None)},
     }
     if objective == "word2vec":
         key["init"] = {k: v for k, v in resolved["init"].items() if k != "checkpoint"}
