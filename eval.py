@@ -90,17 +90,19 @@ def run(cfg: DictConfig) -> None:
 
 @hydra.main(version_base=None, config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    from semiseq import SemiseqError
+    from semiseq import SemiseqError, cli
 
     try:
+        cli.check(cfg, cli.EVAL_VALUES)
         run(cfg)
     except SemiseqError as e:  # bad input: one clear line, no stack trace
-        print(f"semiseq: error: {e}", file=sys.stderr, flush=True)
-        sys.exit(1)
+        cli.fail(e)
     except BrokenPipeError:  # `output=- | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
         sys.exit(1)
 
 
 if __name__ == "__main__":
-    main()
+    from semiseq import cli
+
+    cli.run(main)  # a config error (unknown option or key) is one line too

@@ -5,7 +5,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: idle OpenMP threads must not spin
 
 import logging  # noqa: E402
-import sys  # noqa: E402
 import warnings  # noqa: E402
 
 import hydra  # noqa: E402
@@ -16,7 +15,7 @@ warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning 2.6 on to
 
 @hydra.main(version_base=None, config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    from semiseq import SemiseqError
+    from semiseq import SemiseqError, cli
     from semiseq.pipeline import run
 
     # Hydra already logs to the console and the run's log file: drop Lightning's own console
@@ -24,11 +23,13 @@ def main(cfg: DictConfig) -> float:
     logging.getLogger("lightning").handlers.clear()
 
     try:
+        cli.check(cfg)
         return run(cfg)
     except SemiseqError as e:  # bad input: one clear line, no stack trace
-        print(f"semiseq: error: {e}", file=sys.stderr, flush=True)
-        sys.exit(1)
+        cli.fail(e)
 
 
 if __name__ == "__main__":
-    main()
+    from semiseq import cli
+
+    cli.run(main)  # a config error (unknown option or key) is one line too

@@ -54,8 +54,8 @@ def test_pretrain_then_finetune_from_the_checkpoint(tmp_path):
 
 def test_unknown_option_lists_the_valid_ones(tmp_path):
     out = train(tmp_path, "model=sa_lsmt")
-    assert out.returncode != 0
-    assert "Could not find 'model/sa_lsmt'" in out.stderr and "lm_lstm" in out.stderr and "sa_lstm" in out.stderr
+    assert out.returncode == 1 and out.stderr.startswith("semiseq: error: model=sa_lsmt is not an option; choose ")
+    assert "lm_lstm" in out.stderr and "sa_lstm" in out.stderr and "(did you mean model=sa_lstm?)" in out.stderr
 
 
 def test_vocabulary_mismatch_stops_the_run_with_one_clear_line(tmp_path):
