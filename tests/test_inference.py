@@ -120,7 +120,7 @@ def test_missing_or_foreign_files_are_one_clear_error(trained):
     with pytest.raises(SemiseqError, match="checkpoint .*nope.ckpt does not exist"):
         load(trained.tmp / "nope.ckpt")
     (trained.tmp / "notes.txt").write_text("not a checkpoint")
-    with pytest.raises(SemiseqError, match="cannot be read safely"):
+    with pytest.raises(SemiseqError, match="is not a readable PyTorch checkpoint"):
         load(trained.tmp / "notes.txt")
     with pytest.raises(SemiseqError, match="input file .*nope.txt does not exist"):
         open_texts(trained.tmp / "nope.txt")  # at once, before any text is read

@@ -98,7 +98,7 @@ def test_unsafe_or_broken_checkpoints_are_refused(smoke, sa_checkpoint, tmp_path
         bad.write_bytes(Path(sa_checkpoint).read_bytes()[:1000])
     elif content == "foreign":
         torch.save({"state_dict": {}}, bad)
-    message = {"pickled": "cannot be read safely", "truncated": "cannot be read safely",
+    message = {"pickled": "holds a pickled Python object", "truncated": "is not a readable PyTorch checkpoint",
                "foreign": "not written by semiseq", "missing": "does not exist"}[content]
     with pytest.raises(TransferError, match=message):
         load_backbone(pipeline.build_classifier(cfg, corpus), bad, corpus.vocab.itos)

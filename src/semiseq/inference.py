@@ -126,7 +126,7 @@ class Model:
 def load(path: str | os.PathLike, device: str | torch.device | None = None) -> Model:
     """Load a semiseq checkpoint (classifier, SA or LM) safely (``weights_only=True``) onto ``device``
     (default: CUDA when available, else CPU)."""
-    if not Path(path).is_file():
+    if not Path(path).exists():  # a folder: read_checkpoint names the file to pass
         raise SemiseqError(f"checkpoint {path} does not exist; pass the path of a .ckpt written by train.py "
                            "(results.json's best_checkpoint, or checkpoints/pretrained.ckpt)")
     ckpt = read_checkpoint(path)
@@ -223,7 +223,9 @@ def _windows(records: Iterator[tuple[int, str]], size: int) -> Iterator[list[tup
 
 
 def _progress(desc: str, enabled: bool) -> tqdm:
-    return tqdm(desc=desc, unit=" texts", disable=not enabled)  # on stderr: stdout may carry the predictions
+    # on stderr, as stdout may carry the predictions; shown after a second, so that bad input found in the first
+    # lines ends with its one error line only
+    return tqdm(desc=desc, unit=" texts", disable=not enabled, delay=1.0)
 
 
 def _writer(output: str | os.PathLike):

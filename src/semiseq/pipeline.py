@@ -128,7 +128,7 @@ def finetune(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> dict:
     source = init_checkpoint(cfg, corpus, run_dir)
     L.seed_everything(cfg.seed, workers=True)
     task = build_classifier(cfg, corpus)
-    loaded = load_backbone(task, source, corpus.vocab.itos, corpus.name) if source else 0
+    loaded = load_backbone(task, source, corpus.vocab.itos, corpus.name, cfg.init.name) if source else 0
     tags = [corpus.name, f"init:{cfg.init.name}", f"readout:{cfg.model.readout}"]
     loggers = runs.make_loggers(cfg, run_dir, mode, tags + ([f"joint:{cfg.mode.objective}"] if mode == "joint" else []))
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max")

@@ -4,6 +4,7 @@ with its shapes and vocabulary checked."""
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import torch
@@ -23,18 +24,26 @@ class TransferError(SemiseqError):
 def read_checkpoint(path: str | Path) -> dict:
     """Load a semiseq checkpoint safely (``weights_only=True``), refusing anything else clearly."""
     path = Path(path)
+    if path.is_dir():
+        raise TransferError(f"checkpoint {path} is a folder; pass the .ckpt file in it (e.g. "
+                            f"{path / 'checkpoints' / 'pretrained.ckpt'}, or results.json's best_checkpoint)")
     if not path.is_file():
         raise TransferError(f"checkpoint {path} does not exist; pass init.checkpoint=PATH to a pretraining "
                             "checkpoint, or leave it null to pretrain (or reuse the cached weights)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated file, pickled objects, not a torch file...
-        raise TransferError(f"checkpoint {path} cannot be read safely ({type(e).__name__}: "
-                            f"{str(e).splitlines()[0]}); it may be truncated or not a semiseq checkpoint: "
-                            "delete it and pretrain again") from e
+    except Exception as e:  # pickled objects, a truncated file, not a torch file...
+        if found := re.search(r"GLOBAL (\S+)", str(e)):  # torch names the object it refused to unpickle
+            raise TransferError(f"checkpoint {path} holds a pickled Python object ({found[1]}), and loading one can "
+                                "run arbitrary code, so semiseq refuses it (torch.load with weights_only=True); use a "
+                                "checkpoint written by train.py, which holds only tensors and primitives") from e
+        raise TransferError(f"checkpoint {path} is not a readable PyTorch checkpoint ({type(e).__name__}: "
+                            f"{str(e).strip().splitlines()[0] if str(e).strip() else 'no details'}); it may be "
+                            "truncated (an interrupted write or copy) or another kind of file: write it again with "
+                            "train.py, or pass another checkpoint") from e
     if not isinstance(ckpt, dict) or "semiseq" not in ckpt or "state_dict" not in ckpt:
         raise TransferError(f"checkpoint {path} was not written by semiseq (no 'semiseq' metadata); "
-                            "pretrain with `python train.py mode=pretrain`")
+                            "use a checkpoint written by train.py (e.g. `python train.py mode=pretrain`)")
     return ckpt
 
 
@@ -54,10 +63,23 @@ def check_vocab(ckpt_vocab: list[str], vocab: list[str], ckpt_name: str, data_na
         f"{len(vocab)}; they first differ at id {first} ({at(ckpt_vocab)} vs {at(vocab)}). {fix}")
 
 
-def load_backbone(model: nn.Module, path: str | Path, vocab: list[str], data_name: str = "?") -> int:
+KINDS = {"sa": "SA-LSTM pretraining weights", "lm": "LM-LSTM pretraining weights", "word2vec": "word2vec embeddings",
+         "classifier": "a fine-tuned classifier"}
+
+
+def load_backbone(model: nn.Module, path: str | Path, vocab: list[str], data_name: str = "?",
+                  init: str | None = None) -> int:
     """Copy every ``net.backbone.*`` tensor of the checkpoint into ``model`` (a task whose ``net`` has a
-    ``backbone``). Returns the number of tensors copied."""
+    ``backbone``). With ``init`` ('sa', 'lm', 'word2vec'), the checkpoint must be of that kind.
+    Returns the number of tensors copied."""
     ckpt = read_checkpoint(path)
+    kind = ckpt["semiseq"].get("kind")
+    if init is not None and kind != init:
+        other = (f"pass init={kind} to start from it, or " if kind in KINDS and kind != "classifier" else
+                 f"pass a checkpoint of {KINDS.get(init, init)}, or ")
+        raise TransferError(f"checkpoint {path} holds {KINDS.get(kind, f'kind {kind!r}')}, not "
+                            f"{KINDS.get(init, init)} as init={init} asks; {other}leave init.checkpoint=null to "
+                            f"train {init} weights on this data")
     check_vocab(ckpt["semiseq"]["vocab"], vocab, str(path), data_name)
     source = {k: v for k, v in ckpt["state_dict"].items() if k.startswith(PREFIX)}
     if not source:
