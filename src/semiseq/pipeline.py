@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from semiseq import SemiseqError, runs, word2vec
+from semiseq.callbacks import FiniteLoss
 from semiseq.checkpoints import AtomicCheckpointIO, LastCheckpoint, RandomState
 from semiseq.data import Corpus, SequenceDataModule
 from semiseq.tasks import OBJECTIVES, ClassifierTask, Pretrainer
@@ -62,7 +63,7 @@ def build_classifier(cfg: DictConfig, corpus: Corpus) -> ClassifierTask:
 def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list, **stage) -> L.Trainer:
     extra = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     return instantiate(cfg.trainer, default_root_dir=str(run_dir), logger=loggers or False,
-                       callbacks=callbacks + extra, plugins=[AtomicCheckpointIO()], **stage)
+                       callbacks=[*callbacks, FiniteLoss(), *extra], plugins=[AtomicCheckpointIO()], **stage)
 
 
 def resume_callbacks(run_dir: Path, every_n_steps: int | None, every_epoch: bool) -> list:
