@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from semiseq import SemiseqError
+
 PAD, UNK, EOS = 0, 1, 2
 SPECIALS = ["<pad>", "<unk>", "<eos>"]
 
@@ -105,6 +107,23 @@ class Corpus:
     class_names: list[str]
     tokenizer: dict = field(default_factory=lambda: {"level": "word", "lowercase": True, "punctuation": True})
     input_dim: int | None = None  # real-valued steps of this many features (pixel rows) instead of token ids
+
+    def __post_init__(self):
+        """Refuse what would fail later, deep in a training step: labels that are not class ids, empty sequences."""
+        for split in ("train", "val", "test", "unlabeled"):
+            seqs = getattr(self, split)
+            if len(seqs) and (empty := np.flatnonzero(np.diff(seqs.offsets) == 0)).size:
+                raise SemiseqError(f"{self.name}: {split} sequence {empty[0]} has no tokens ({empty.size} such); "
+                                   "an LSTM cannot read a sequence of length 0: drop empty texts when building the "
+                                   "corpus")
+            labels = seqs.labels if split != "unlabeled" else None
+            if labels is not None and len(labels):
+                bad = np.flatnonzero((labels < 0) | (labels >= self.num_classes))
+                if bad.size:
+                    raise SemiseqError(f"{self.name}: {split} example {bad[0]} has label {labels[bad[0]]}, out of "
+                                       f"range for the {self.num_classes} classes {self.class_names} ({bad.size} "
+                                       f"such); labels must be class ids 0-{self.num_classes - 1}: fix the labels or "
+                                       "the class names")
 
     @property
     def num_classes(self) -> int:

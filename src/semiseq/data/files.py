@@ -34,10 +34,10 @@ def load(train: str, test: str | None = None, unlabeled: str | list[str] | None 
     enc = _codec(encoding)
     columns = (text_column, label_column)
     train_path = _existing(train, "train")
-    train_records = _labeled(train_path, _format(train_path, format), columns, enc, encoding)
+    train_records = _labeled(train_path, _format(train_path, format), columns, enc, encoding, "train")
     test_path = None if test is None else _existing(test, "test")
     test_records = [] if test_path is None else _labeled(test_path, _format(test_path, format), columns, enc,
-                                                          encoding)
+                                                          encoding, "test")
 
     # Integer labels (JSONL) sort numerically; anything mixed is compared as strings.
     all_int = all(isinstance(r[1], int) for r in train_records + test_records)
@@ -85,8 +85,9 @@ def _codec(encoding: str) -> str:
 def _existing(path: str | os.PathLike, role: str) -> Path:
     path = Path(path).expanduser()
     if not path.exists():
-        raise SemiseqError(f"{role} path {path} does not exist; check the {role}= path (relative paths start "
-                           f"from {Path.cwd()})")
+        key = "unlabeled_files" if role == "unlabeled" else role
+        raise SemiseqError(f"{role} path {path} does not exist; check data.{key}= (relative paths start from "
+                           f"{Path.cwd()})")
     return path
 
 
@@ -117,7 +118,7 @@ def _decode(path: Path, enc: str, encoding: str) -> str:
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise SemiseqError(f"{path}, line {line}: byte {e.start} is not valid {encoding} ({e.reason}); pass the "
-                           f"file's real encoding, e.g. encoding=latin-1") from e
+                           f"file's real encoding, e.g. data.encoding=latin-1") from e
 
 
 def _lines(text: str) -> list[str]:
@@ -131,7 +132,7 @@ def _files(directory: Path) -> list[Path]:
                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts))
 
 
-def _labeled(path: Path, fmt: str, columns: tuple[str, str], enc: str, encoding: str) -> list[Record]:
+def _labeled(path: Path, fmt: str, columns: tuple[str, str], enc: str, encoding: str, role: str) -> list[Record]:
     if fmt == "folders":
         classes = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
         records = [(_decode(f, enc, encoding), d.name, str(f)) for d in classes for f in _files(d)]
@@ -142,6 +143,10 @@ def _labeled(path: Path, fmt: str, columns: tuple[str, str], enc: str, encoding:
         records = _jsonl(path, _decode(path, enc, encoding), *columns)
     else:
         records = _table(path, _decode(path, enc, encoding), "," if fmt == "csv" else "\t", *columns)
+    if role == "test":  # dropping a test example would silently change the score
+        if (empty := next((where for text, _, where in records if not text.strip()), None)) is not None:
+            raise SemiseqError(f"{empty}: the test text is empty; every test example counts towards the score, so "
+                               f"it cannot be dropped: give it a text or delete it from {path}")
     records = _non_empty(records, path)
     for _, label, where in records:
         if label == "":

@@ -116,6 +116,12 @@ def _build(source, unlabeled, unlabeled_root, unlabeled_sentences, data_dir, tok
               "val": np.asarray(texts.train_labels, dtype=np.int64)[val_idx],
               "test": np.asarray(texts.test_labels, dtype=np.int64), "unlabeled": None}
     vocab = build_vocab([*tokens["train"], *tokens["unlabeled"]], min_freq, max_vocab)  # never val/test
+    if (empty := next((i for i, t in enumerate(tokens["test"]) if not t), None)) is not None:
+        # Training may drop a text with no tokens; testing may not: the score would silently cover fewer examples.
+        hint = "" if tokenizer.punctuation else ", or keep punctuation marks as tokens (data.corpus.punctuation=true)"
+        raise SemiseqError(f"{texts.name}: test text {empty} ({texts.test[empty][:60]!r}) has no tokens under the "
+                           f"tokeniser {tokenizer.settings()}; every test example counts towards the score, so it "
+                           f"cannot be dropped: fix or remove it in the test data{hint}")
     splits = {}
     for split in SPLITS:
         keep = [i for i, t in enumerate(tokens[split]) if t]

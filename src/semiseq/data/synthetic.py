@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from semiseq import SemiseqError
 from semiseq.data.corpus import SPECIALS, Corpus, Sequences, Vocab
 
 
@@ -44,8 +45,13 @@ def make_corpus(seed: int = 0, num_topics: int = 16, num_symbols: int = 32, mix:
                 min_len: int = 20, max_len: int = 60, num_classes: int = 2, num_unlabeled: int = 20000,
                 num_train: int = 200, num_val: int = 1000, num_test: int = 1000) -> Corpus:
     """Generate the synthetic corpus; the same arguments always give the same corpus."""
-    if num_topics % num_classes:
-        raise ValueError(f"num_topics={num_topics} must be a multiple of num_classes={num_classes}")
+    if num_classes < 2 or num_topics % num_classes:
+        raise SemiseqError(f"data.corpus.num_topics={num_topics} must be a multiple of data.corpus.num_classes="
+                           f"{num_classes} >= 2 (the label is topic % num_classes); pass e.g. "
+                           "data.corpus.num_classes=2")
+    if not 1 <= min_len <= max_len:
+        raise SemiseqError(f"data.corpus.min_len={min_len} and max_len={max_len} must satisfy 1 <= min_len <= max_len "
+                           "(an LSTM cannot read a sequence of length 0); pass e.g. data.corpus.min_len=1")
     rng = np.random.default_rng(seed)
     chains = topic_chains(rng, num_topics, num_symbols, mix, noise)
     offset = len(SPECIALS)  # symbol s is token id s + 3

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from semiseq import SemiseqError
+
 
 @dataclass
 class Texts:
@@ -22,8 +24,10 @@ class Texts:
         for split in ("train", "test"):
             texts, labels = getattr(self, split), getattr(self, f"{split}_labels")
             if len(texts) != len(labels):
-                raise ValueError(f"{self.name}: {len(texts)} {split} texts but {len(labels)} labels")
-            bad = next((y for y in labels if not 0 <= y < len(self.class_names)), None)
+                raise SemiseqError(f"{self.name}: {len(texts)} {split} texts but {len(labels)} labels; the parser "
+                                   f"must give every {split} text one label")
+            bad = next(((i, y) for i, y in enumerate(labels) if not 0 <= y < len(self.class_names)), None)
             if bad is not None:
-                raise ValueError(f"{self.name}: {split} label {bad} is out of range for {len(self.class_names)} "
-                                 f"classes {self.class_names}")
+                raise SemiseqError(f"{self.name}: {split} example {bad[0]} has label {bad[1]}, out of range for the "
+                                   f"{len(self.class_names)} classes {self.class_names}; labels must be class ids "
+                                   f"0-{len(self.class_names) - 1}: fix the label or add its class")
