@@ -1,0 +1,409 @@
+"""Bad input through the real entry points: each case runs `train.py` or `eval.py` in a subprocess, as a user
+would, and must end with exit status 1 and exactly one line on stderr, `semiseq: error: ...`, that names the thing
+(file and line, key, checkpoint, step) and the fix. No stack trace, whatever the input.
+
+The subprocesses of the selected cases start together, a few at a time (most of each is Python importing torch and
+Lightning), in a module fixture; each case then checks its own outcome."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from semiseq import SemiseqError, pipeline
+from semiseq.callbacks import FiniteLoss
+from semiseq.transfer import TransferError, load_backbone
+
+from .conftest import CONF, ROOT
+
+WORKERS = min(4, os.cpu_count() or 1)  # subprocesses at a time
+SMOKE = ("experiment=smoke", "logger=none")
+TINY = ("logger=none", "init=random", "model.embed_dim=8", "model.hidden_dim=16", "model.head_dim=16",
+        "finetune.max_epochs=1", "trainer.enable_progress_bar=false")  # data other than synthetic: no experiment=smoke
+
+CASES = {}
+
+
+def case(fn):
+    """A case: ``fn(tmp, ckpt)`` writes its input files in ``tmp`` and returns (script, arguments, the fragments the
+    error line must hold)."""
+    CASES[fn.__name__] = fn
+    return fn
+
+
+def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def files_data(train: Path, test: Path | None = None, *extra: str) -> list[str]:
+    return ["data=files", f"data.train={train}", *([f"data.test={test}"] if test else []), *TINY, *extra]
+
+
+class Payload:
+    """Pickles as a call to ``os.mkdir(marker)``: unpickling it runs code, which a checkpoint must never do."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+# --- the config ---------------------------------------------------------------------------------------------------
+
+@case
+def unknown_group_option(tmp, ckpt):
+    return "train.py", [*SMOKE, "model=nope"], ["model=nope is not an option",
+                                                "choose model= one of lm_lstm, paper_lstm, sa_lstm"]
+
+
+@case
+def unknown_key(tmp, ckpt):
+    return "train.py", [*SMOKE, "finetune.lrr=1"], [
+        "finetune.lrr is not a config key; finetune has max_epochs, batch_size, lr", "did you mean finetune.lr?",
+        "to add a new key anyway, write +finetune.lrr=1"]
+
+
+@case
+def zero_batch_size(tmp, ckpt):
+    return "train.py", [*SMOKE, "finetune.batch_size=0"], ["finetune.batch_size=0 is not a positive integer",
+                                                           "pass e.g. finetune.batch_size=20"]
+
+
+@case
+def required_value_missing(tmp, ckpt):
+    return "train.py", ["data=files", *TINY], ["data.train has no value", "required by data=files",
+                                               "pass data.train=..."]
+
+
+@case
+def setting_of_other_data(tmp, ckpt):
+    train = write(tmp / "train.csv", "text,label\ngood,pos\nbad,neg\n")
+    return "train.py", [*SMOKE, "data=files", f"data.train={train}"], [
+        "data.corpus.num_topics is not a setting of data=files", "remove it"]
+
+
+# --- data files ---------------------------------------------------------------------------------------------------
+
+@case
+def data_root_missing(tmp, ckpt):
+    return "train.py", ["data=rt", f"data.root={tmp / 'nowhere'}", *TINY], [
+        f"RT root {tmp / 'nowhere'} does not exist", "pass a folder holding rt-polarity.neg and rt-polarity.pos"]
+
+
+@case
+def data_root_empty(tmp, ckpt):
+    (tmp / "empty").mkdir()
+    return "train.py", ["data=rt", f"data.root={tmp / 'empty'}", *TINY], [
+        f"{tmp / 'empty'} holds neither rt-polarity.neg and rt-polarity.pos", "pass the archive's path as root"]
+
+
+@case
+def malformed_csv_row(tmp, ckpt):
+    train = write(tmp / "train.csv", 'text,label\n"good, really",pos\nbad,neg\nhello, world,pos\n')
+    return "train.py", files_data(train), [f"{train}, line 4: 3 fields where the header has 2",
+                                           "quote fields that contain ','"]
+
+
+@case
+def jsonl_row_not_json(tmp, ckpt):
+    train = write(tmp / "train.jsonl", '{"text": "good", "label": "pos"}\n{"text": "bad", "label": neg}\n')
+    return "train.py", files_data(train), [f"{train}, line 2: not valid JSON", "write one JSON object per line"]
+
+
+@case
+def wrong_encoding(tmp, ckpt):
+    train = write(tmp / "train.csv", "text,label\ngood,pos\ncafé au lait,neg\n", encoding="latin-1")
+    return "train.py", files_data(train), [f"{train}, line 3", "is not valid utf-8",
+                                           "pass the file's real encoding, e.g. data.encoding=latin-1"]
+
+
+@case
+def label_out_of_range(tmp, ckpt):
+    train = write(tmp / "train.csv", "text,label\ngood,pos\nbad,neg\n")
+    test = write(tmp / "test.csv", "text,label\nfine,pos\nhmm,maybe\n")
+    return "train.py", files_data(train, test), [f"{test}, line 3: test label 'maybe' does not occur in train",
+                                                 "fix the label or add examples of it to train"]
+
+
+@case
+def empty_test_text(tmp, ckpt):
+    train = write(tmp / "train.csv", "text,label\ngood,pos\nbad,neg\n")
+    test = write(tmp / "test.csv", 'text,label\nfine,pos\n"  ",neg\n')
+    return "train.py", files_data(train, test), [f"{test}, line 3: the test text is empty",
+                                                 "give it a text or delete it"]
+
+
+@case
+def text_without_tokens_in_test(tmp, ckpt):
+    train = write(tmp / "train.csv", "text,label\ngood,pos\nbad,neg\n")
+    test = write(tmp / "test.csv", "text,label\nfine,pos\n!!!,neg\n")
+    return "train.py", files_data(train, test, "data.corpus.punctuation=false"), [
+        "files: test text 1 ('!!!') has no tokens", "cannot be dropped",
+        "keep punctuation marks as tokens (data.corpus.punctuation=true)"]
+
+
+# --- checkpoints --------------------------------------------------------------------------------------------------
+
+def init_from(path: Path, *extra: str, init: str = "sa") -> list[str]:
+    return [*SMOKE, f"init={init}", f"init.checkpoint={path}", *extra]
+
+
+@case
+def checkpoint_missing(tmp, ckpt):
+    return "train.py", init_from(tmp / "nope.ckpt"), [f"checkpoint {tmp / 'nope.ckpt'} does not exist",
+                                                      "pass init.checkpoint=PATH"]
+
+
+@case
+def checkpoint_truncated(tmp, ckpt):
+    bad = tmp / "cut.ckpt"
+    bad.write_bytes(Path(ckpt.sa).read_bytes()[:1000])
+    return "train.py", init_from(bad), [f"checkpoint {bad} is not a readable PyTorch checkpoint",
+                                        "it may be truncated", "write it again with train.py"]
+
+
+@case
+def checkpoint_with_pickled_object(tmp, ckpt):
+    bad = tmp / "payload.ckpt"
+    weights = torch.load(ckpt.sa, weights_only=True)
+    torch.save({**weights, "extra": Payload(tmp / "payload-ran")}, bad)
+    return "train.py", init_from(bad), [f"checkpoint {bad} holds a pickled Python object (posix.mkdir)",
+                                        "semiseq refuses it", "weights_only=True"]
+
+
+@case
+def init_from_a_classifier(tmp, ckpt):
+    return "train.py", init_from(ckpt.clf), [f"checkpoint {ckpt.clf} holds a fine-tuned classifier, not SA-LSTM",
+                                             "pass a checkpoint of SA-LSTM pretraining weights"]
+
+
+@case
+def vocabulary_mismatch(tmp, ckpt):
+    return "train.py", init_from(ckpt.sa, "data.corpus.num_symbols=9"), [
+        f"vocabulary mismatch: checkpoint {ckpt.sa} has 11 tokens but dataset 'synthetic' has 12",
+        "Pretrain on this dataset's vocabulary"]
+
+
+@case
+def shape_mismatch(tmp, ckpt):
+    return "train.py", init_from(ckpt.sa, "model.hidden_dim=24"), [
+        f"shape mismatch for net.backbone.lstm.weight_ih_l0: checkpoint {ckpt.sa} has (64, 8), the model has (96, 8)",
+        "use the same model.* sizes as for pretraining"]
+
+
+# --- training -----------------------------------------------------------------------------------------------------
+
+@case
+def nan_loss(tmp, ckpt):
+    return "train.py", [*SMOKE, "mode=pretrain", "pretrain.lr=1e30"], [
+        "training loss is nan at step", "of SA pretraining", "lower pretrain.lr (now 1e+30)"]
+
+
+# --- eval.py ------------------------------------------------------------------------------------------------------
+
+@case
+def eval_pretraining_checkpoint_cannot_predict(tmp, ckpt):
+    write(tmp / "in.txt", "s01 s02\n")
+    return "eval.py", ["action=predict", f"ckpt_path={ckpt.sa}", "input=in.txt"], [
+        f"{ckpt.sa} is a pretraining checkpoint (SA-LSTM) with no classifier", "fine-tune it first"]
+
+
+@case
+def eval_input_wrong_encoding(tmp, ckpt):
+    write(tmp / "in.txt", "s01 s02\ncafé s03\n", encoding="latin-1")
+    return "eval.py", ["action=predict", f"ckpt_path={ckpt.clf}", "input=in.txt"], [
+        "in.txt is not valid utf-8", "pass the input's real encoding, e.g. encoding=latin-1"]
+
+
+@case
+def eval_zero_batch_size(tmp, ckpt):
+    return "eval.py", ["experiment=smoke", f"ckpt_path={ckpt.clf}", "batch_size=0"], [
+        "batch_size=0 is not a positive integer", "pass e.g. batch_size=256"]
+
+
+# --- running them -------------------------------------------------------------------------------------------------
+
+def smoke_cfg(tmp: Path, *overrides: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        return compose("train", overrides=[f"paths.log_dir={tmp}/logs", f"paths.output_dir={tmp}/run",
+                                           "experiment=smoke", "logger=none", "callbacks=none", *overrides])
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> SimpleNamespace:
+    """SA and LM pretraining checkpoints and a classifier fine-tuned from the SA one, as `experiment=smoke` makes."""
+    tmp = tmp_path_factory.mktemp("checkpoints")
+    cfg = smoke_cfg(tmp, "init=sa")
+    corpus = pipeline.build_corpus(cfg)
+    sa, lm = (pipeline.pretrain(cfg, corpus, objective, tmp / objective) for objective in ("sa", "lm"))
+    cfg.init.checkpoint = str(sa)
+    results = pipeline.finetune(cfg, corpus, tmp / "clf")
+    return SimpleNamespace(sa=str(sa), lm=str(lm), clf=results["best_checkpoint"], tmp=tmp, results=results)
+
+
+def run(script: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, SEMISEQ_LOG_DIR=str(cwd / "logs"), SEMISEQ_DATA_DIR=str(cwd / "downloads"),
+               WANDB_MODE="offline", OMP_NUM_THREADS="1")
+    env.pop("HYDRA_FULL_ERROR", None)  # as a user runs it
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def outcomes(request, ckpt, tmp_path_factory) -> dict:
+    """Run every selected case's command, a few at a time: name -> (completed process, fragments, its folder)."""
+    selected = {item.callspec.params["name"] for item in request.session.items
+                if item.module.__name__ == __name__ and "name" in getattr(getattr(item, "callspec", None), "params",
+                                                                          {})}
+    jobs = {}
+    for name in sorted(selected):
+        tmp = tmp_path_factory.mktemp(name)
+        jobs[name] = (*CASES[name](tmp, ckpt), tmp)
+    with ThreadPoolExecutor(WORKERS) as pool:
+        done = {name: pool.submit(run, script, args, tmp) for name, (script, args, _, tmp) in jobs.items()}
+        return {name: (future.result(), jobs[name][2], jobs[name][3]) for name, future in done.items()}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input_is_one_clear_line(outcomes, name):
+    out, fragments, _ = outcomes[name]
+    lines = out.stderr.splitlines()
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("semiseq: error: "), out.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def test_a_pickled_object_in_a_checkpoint_is_refused_unrun(outcomes, tmp_path):
+    """The payload is live (a plain torch.load runs it), yet train.py refused the checkpoint without running it."""
+    _, _, tmp = outcomes["checkpoint_with_pickled_object"]
+    assert not (tmp / "payload-ran").exists()
+    torch.load(tmp / "payload.ckpt", weights_only=False)  # what semiseq never does
+    assert (tmp / "payload-ran").is_dir()
+
+
+# --- safe loading: every checkpoint the pipeline writes loads with weights_only=True --------------------------------
+
+PRIMITIVES = (str, int, float, bool, type(None), torch.Tensor, torch.Size)
+
+
+def only_primitives(value, where: str = "") -> list[str]:
+    """Where ``value`` holds anything but containers of tensors and primitives."""
+    if isinstance(value, dict):
+        return [w for k, v in value.items() for w in only_primitives(k, where) + only_primitives(v, f"{where}/{k}")]
+    if isinstance(value, (list, tuple)):
+        return [w for i, v in enumerate(value) for w in only_primitives(v, f"{where}[{i}]")]
+    return [] if isinstance(value, PRIMITIVES) else [f"{where}: {type(value).__name__}"]
+
+
+def test_every_checkpoint_the_pipeline_writes_loads_with_weights_only(ckpt):
+    cfg = smoke_cfg(ckpt.tmp, "init=word2vec")
+    word2vec = pipeline.init_checkpoint(cfg, pipeline.build_corpus(cfg), ckpt.tmp / "w2v")
+    paths = [Path(ckpt.sa), Path(ckpt.sa).with_name("last.ckpt"), Path(ckpt.lm), Path(ckpt.clf),
+             Path(ckpt.clf).with_name("last.ckpt"), word2vec]  # pretraining (final, periodic), classifier, word2vec
+    assert all(p.is_file() for p in paths), paths
+    for path in paths:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        assert only_primitives(loaded) == [], path
+        assert loaded["semiseq"]["kind"] in ("sa", "lm", "classifier", "word2vec"), path
+
+
+# --- the same checks, below the command line ------------------------------------------------------------------------
+
+def test_labels_out_of_range_name_split_example_and_value():
+    from semiseq.data.corpus import Corpus, Sequences, Vocab
+    from semiseq.data.texts import Texts
+
+    with pytest.raises(SemiseqError, match=r"mine: test example 1 has label 2, out of range for the 2 classes"):
+        Texts("mine", ["neg", "pos"], ["a", "b"], [0, 1], ["c", "d"], [1, 2])
+    good, bad = Sequences.from_lists([[3]], labels=[0]), Sequences.from_lists([[3], [4, 3]], labels=[0, 5])
+    with pytest.raises(SemiseqError, match=r"toy: val example 1 has label 5, out of range for the 2 classes"):
+        Corpus("toy", Vocab(["<pad>", "<unk>", "<eos>", "a", "b"]), good, bad, good, good, ["neg", "pos"])
+
+
+def test_an_empty_sequence_is_refused_when_the_corpus_is_built():
+    from semiseq.data.corpus import Corpus, Sequences, Vocab
+
+    good, empty = Sequences.from_lists([[3]], labels=[0]), Sequences.from_lists([[3], []])
+    with pytest.raises(SemiseqError, match=r"toy: unlabeled sequence 1 has no tokens \(1 such\)"):
+        Corpus("toy", Vocab(["<pad>", "<unk>", "<eos>", "a"]), good, good, good, empty, ["a", "b"])
+
+
+def test_empty_training_texts_are_dropped_with_a_warning(tmp_path, caplog):
+    """Unlabeled and training texts with no tokens carry nothing to learn: dropped, and said so (test texts are not:
+    see the empty_test_text and text_without_tokens_in_test cases)."""
+    from semiseq.data.prepare import make_corpus
+    from semiseq.data.texts import Texts
+
+    texts = Texts("mine", ["neg", "pos"], ["good", "!!!", "bad", "fine"], [1, 0, 0, 1], ["ok"], [1], ["?", "more"])
+    with caplog.at_level("WARNING"):
+        corpus = make_corpus(lambda: texts, punctuation=False, val_fraction=0.0)
+    assert len(corpus.train) == 3 and len(corpus.unlabeled) == 1 and len(corpus.test) == 1
+    assert "dropped 1 empty train texts" in caplog.text and "dropped 1 empty unlabeled texts" in caplog.text
+
+
+def test_synthetic_settings_that_cannot_work(make_cfg):
+    for override, message in [
+            ("data.corpus.num_classes=3", r"num_topics=4 must be a multiple of data.corpus.num_classes=3 .*pass e\.g\. "
+                                          r"data.corpus.num_classes=2"),
+            ("data.corpus.min_len=0", r"min_len=0 .*a sequence of length 0\); pass e\.g\. data.corpus.min_len=1")]:
+        with pytest.raises(SemiseqError, match=message):
+            pipeline.build_corpus(make_cfg("experiment=smoke", override))
+
+
+def test_checkpoints_of_another_kind_or_no_checkpoint_at_all(ckpt, make_cfg, tmp_path):
+    cfg = make_cfg("experiment=smoke")
+    corpus = pipeline.build_corpus(cfg)
+
+    def load(path, init="sa"):
+        return load_backbone(pipeline.build_classifier(cfg, corpus), path, corpus.vocab.itos, corpus.name, init)
+
+    with pytest.raises(TransferError, match=r"holds LM-LSTM pretraining weights, not SA-LSTM pretraining weights as "
+                                            r"init=sa asks; pass init=lm to start from it"):
+        load(ckpt.lm)
+    assert load(ckpt.lm, "lm") == 5
+    with pytest.raises(TransferError, match=r"is not a readable PyTorch checkpoint .*or another kind of file"):
+        load(write(tmp_path / "notes.ckpt", "not weights\n"))
+    with pytest.raises(TransferError, match=r"is a folder; pass the \.ckpt file in it"):
+        load(tmp_path)
+
+
+def test_an_unreadable_row_of_texts_to_predict_names_its_line(tmp_path):
+    from semiseq.inference import open_texts
+
+    with pytest.raises(SemiseqError, match=r"in\.jsonl, line 2: not valid JSON .*write one object per line"):
+        list(open_texts(write(tmp_path / "in.jsonl", '{"text": "a"}\n{"text": b}\n')))
+
+
+def test_finite_loss_reads_the_loss_only_on_logging_steps():
+    """A NaN at step 3 is found at step 5, the next step the logger writes: no device sync on the steps between."""
+    callback, task = FiniteLoss(), SimpleNamespace(kind="sa", hparams=SimpleNamespace(lr=0.1))
+    trainer = SimpleNamespace(global_step=0, log_every_n_steps=5,
+                              strategy=SimpleNamespace(reduce_boolean_decision=lambda decision, all: decision))
+    for step in range(1, 6):
+        trainer.global_step = step
+        loss = torch.tensor(float("nan") if step >= 3 else 2.0)
+        if step < 5:
+            callback.on_train_batch_end(trainer, task, {"loss": loss}, None, step - 1)
+    with pytest.raises(SemiseqError, match=r"training loss is nan at step 5 of SA pretraining \(checked every "
+                                           r"trainer.log_every_n_steps=5 steps\); lower pretrain.lr \(now 0.1\)"):
+        callback.on_train_batch_end(trainer, task, {"loss": loss}, None, 4)
+
+
+def test_nan_loss_in_fine_tuning_stops_with_the_step(make_cfg, tmp_path):
+    cfg = make_cfg("experiment=smoke", "logger=none", "callbacks=none", "init=random", "finetune.lr=1e30",
+                   "finetune.head_lr=1e30")
+    with pytest.raises(SemiseqError, match=r"training loss is (nan|inf) at step \d+ of fine-tuning .*lower finetune.lr "
+                                           r"\(now 1e\+30\) or finetune.head_lr"):
+        pipeline.finetune(cfg, pipeline.build_corpus(cfg), tmp_path / "ft")
