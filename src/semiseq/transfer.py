@@ -37,10 +37,10 @@ def read_checkpoint(path: str | Path) -> dict:
             raise TransferError(f"checkpoint {path} holds a pickled Python object ({found[1]}), and loading one can "
                                 "run arbitrary code, so semiseq refuses it (torch.load with weights_only=True); use a "
                                 "checkpoint written by train.py, which holds only tensors and primitives") from e
-        raise TransferError(f"checkpoint {path} is not a readable PyTorch checkpoint ({type(e).__name__}: "
-                            f"{str(e).strip().splitlines()[0] if str(e).strip() else 'no details'}); it may be "
-                            "truncated (an interrupted write or copy) or another kind of file: write it again with "
-                            "train.py, or pass another checkpoint") from e
+        reason = str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else "no details"
+        raise TransferError(f"checkpoint {path} is not a readable PyTorch checkpoint ({type(e).__name__}: {reason}); "
+                            "it may be truncated (an interrupted write or copy) or another kind of file: write it "
+                            "again with train.py, or pass another checkpoint") from e
     if not isinstance(ckpt, dict) or "semiseq" not in ckpt or "state_dict" not in ckpt:
         raise TransferError(f"checkpoint {path} was not written by semiseq (no 'semiseq' metadata); "
                             "use a checkpoint written by train.py (e.g. `python train.py mode=pretrain`)")
