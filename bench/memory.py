@@ -24,8 +24,9 @@ is the epoch's peak RssAnon minus RssAnon just before the corpus was opened, in 
 ``getrusage().ru_maxrss``: after fork + exec Linux carries the parent's peak into the child's, and the
 parent here holds every generated text.)
 
-The default takes ~3 minutes on 2 shared CPU cores (much of it tokenising the largest corpus); ``--quick``
-~1 minute: each of the 10 child processes spends 5-8 s importing torch and Lightning.
+The default takes ~2 CPU-minutes (~4 minutes of wall time on the shared 2-core machine; much of it
+tokenising the largest corpus), ``--quick`` ~1.5 (2-3 of wall time): each of the 10 child processes
+spends 5-8 s importing torch and Lightning.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def child(variant: str, docs: int, cache: str, max_len: int, steps: int) -> dict
     import torch
     from torch.utils.data import DataLoader, Dataset
 
-    from semiseq.data import Corpus, SequenceDataModule, Sequences, collate
+    from semiseq.data import SequenceDataModule, Sequences, collate
     from semiseq.data.prepare import make_corpus
     from semiseq.tasks import Pretrainer
 
@@ -143,8 +144,7 @@ def child(variant: str, docs: int, cache: str, max_len: int, steps: int) -> dict
                     del ids
                 else:
                     splits[split] = Sequences(tokens, offsets)
-            corpus = Corpus(corpus.name, corpus.vocab, splits["train"], corpus.val, corpus.test,
-                            splits["unlabeled"], corpus.class_names)
+            corpus.train, corpus.unlabeled = splits["train"], splits["unlabeled"]  # validated when opened
         sample()
         tokens = 0
         for i, (batch, lengths, _) in enumerate(SequenceDataModule(corpus, "pretrain", 64, max_len=max_len,
