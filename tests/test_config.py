@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from hydra.utils import instantiate
 
@@ -42,6 +43,8 @@ def test_every_dataset_config_is_tested_from_files():
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_option_composes_and_instantiates(make_cfg, tmp_path, group, option):
     overrides = [f"{group}={option}"] + ([] if group == "experiment" else ["experiment=smoke"])
+    if (group, option) == ("trainer", "gpu") and not torch.cuda.is_available():  # the rest of it, on the CPU
+        overrides.append("trainer.accelerator=cpu")
     if group == "data" and option != "synthetic":  # the smoke experiment's corpus settings are synthetic's
         overrides = [f"data={option}", *DATA_FILES[option](tmp_path), f"paths.data_dir={tmp_path}/downloads",
                      "model.embed_dim=8", "model.hidden_dim=16", "model.head_dim=16"]
@@ -107,7 +110,7 @@ def test_wandb_runs_offline_with_group_job_type_tags_and_the_resolved_config(mak
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))  # no `wandb login` either
     monkeypatch.setenv("HOME", str(tmp_path))
-    cfg = make_cfg("experiment=smoke", "name=ablation")
+    cfg = make_cfg("experiment=smoke", "name=ablation", "logger=wandb")
     (logger,) = runs.make_loggers(cfg, tmp_path, "finetune", ["synthetic", "init:sa"])
     try:
         assert logger.experiment.settings.mode == "offline"

@@ -101,6 +101,7 @@ def pretrain(cfg: DictConfig, corpus: Corpus, objective: str, run_dir: Path) -> 
                                                "last_checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),
                                                "steps": trainer.global_step, "wall_s": time.perf_counter() - start,
                                                **metrics})
+    runs.log_artifact(loggers, path, runs.artifact_name(cfg, objective), "pretrained", metrics)
     runs.finish_loggers(loggers)
     log.info("pretrained %s in %.0fs: val/loss %.3f, val/ppl %.2f -> %s", objective, time.perf_counter() - start,
              metrics.get("val/loss", float("nan")), metrics.get("val/ppl", float("nan")), path)
@@ -139,6 +140,8 @@ def finetune(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> dict:
                             gradient_clip_val=cfg.finetune.grad_clip)
     for logger in loggers:
         logger.log_metrics({"init/tensors_loaded": loaded})
+    if source and not cfg.init.checkpoint and cfg.init.name in OBJECTIVES:
+        runs.use_artifact(loggers, runs.artifact_name(cfg, cfg.init.name))  # lineage: pretraining -> this run
     start = time.perf_counter()
     trainer.fit(task, build_datamodule(cfg, corpus, "joint" if mode == "joint" else "classify"),
                 ckpt_path=runs.resume_checkpoint(cfg, run_dir), weights_only=True)
@@ -150,6 +153,8 @@ def finetune(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> dict:
                best.best_model_path, "last_checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),
                "epochs": trainer.current_epoch, "wall_s": time.perf_counter() - start, **metrics}
     runs.write_json(run_dir / "results.json", results)
+    runs.summarize(loggers, {"test/error": results["test/error"], "val/acc_best": results["val/acc_best"]})
+    runs.log_artifact(loggers, Path(best.best_model_path), f"classifier-{cfg.name}-{run_dir.name}", "model", results)
     runs.finish_loggers(loggers)
     return results
 

@@ -79,6 +79,49 @@ def finish_loggers(loggers: list) -> None:
         wandb.finish()
 
 
+def wandb_run(loggers: list):
+    """The wandb run of a stage's loggers, or None."""
+    return next((lg.experiment for lg in loggers if type(lg).__name__ == "WandbLogger"), None)
+
+
+def artifact_name(cfg: DictConfig, objective: str) -> str:
+    """The wandb artifact name of the pretrained weights for this config: the cache entry's name."""
+    return f"pretrained-{cache_path(cfg, objective).stem}"
+
+
+def log_artifact(loggers: list, path: Path, name: str, kind: str, metadata: dict) -> None:
+    """Record a checkpoint as an artifact of the stage's wandb run (uploaded online, kept for
+    ``wandb sync`` offline). The file is written once, so wandb references it instead of copying it."""
+    run = wandb_run(loggers)
+    if run is None:
+        return
+    import wandb
+
+    artifact = wandb.Artifact(name, type=kind, metadata={k: v for k, v in metadata.items()
+                                                          if isinstance(v, (int, float, str, bool))})
+    artifact.add_file(str(path), name=path.name, policy="immutable")
+    run.log_artifact(artifact)
+
+
+def use_artifact(loggers: list, name: str) -> None:
+    """Mark the pretrained weights' artifact as an input of this run (lineage in wandb); online only,
+    as offline runs cannot look artifacts up."""
+    run = wandb_run(loggers)
+    if run is None or run.settings.mode != "online":
+        return
+    try:
+        run.use_artifact(f"{name}:latest")
+    except Exception as e:  # weights pretrained offline or in another project: no lineage, not an error
+        log.warning("wandb: no artifact %s to link as this run's input (%s)", name, e)
+
+
+def summarize(loggers: list, values: dict) -> None:
+    """Final numbers (test error, best validation accuracy) as the wandb run's summary."""
+    run = wandb_run(loggers)
+    if run is not None:
+        run.summary.update(values)
+
+
 def wandb_id(run_dir: Path) -> str:
     """This stage's wandb run id, made once and kept in ``run_dir/wandb_id.txt``."""
     path = run_dir / "wandb_id.txt"
