@@ -17,6 +17,20 @@ from semiseq.data.corpus import EOS, PAD
 State = tuple[torch.Tensor, torch.Tensor]
 
 
+class LSTM(nn.LSTM):
+    """``nn.LSTM`` (cuDNN's fused kernel on CUDA) that computes in float32 under autocast
+    (``trainer.precision=bf16-mixed``): torch's autocast runs cuDNN's LSTM in float16 whatever the autocast
+    dtype, and bf16-mixed has no loss scaling, so the small gradients of a per-token loss would underflow
+    (oneDNN has no bf16 LSTM on most CPUs either). The layers around it still run in bf16."""
+
+    def forward(self, input, hx=None):
+        device = self.weight_ih_l0.device.type  # input may be a PackedSequence
+        if not torch.is_autocast_enabled(device):
+            return super().forward(input, hx)
+        with torch.autocast(device, enabled=False):
+            return super().forward(input.float(), None if hx is None else tuple(h.float() for h in hx))
+
+
 class Backbone(nn.Module):
     """Embedding + LSTM: the part that pretraining teaches and the classifier inherits."""
 
@@ -27,8 +41,8 @@ class Backbone(nn.Module):
         self.embedding = (nn.Embedding(vocab_size, embed_dim, padding_idx=PAD) if input_dim is None
                           else nn.Linear(input_dim, embed_dim))
         self.embed_dropout = nn.Dropout(embed_dropout)
-        self.lstm = nn.LSTM(embed_dim, hidden_dim, num_layers, batch_first=True,
-                            dropout=dropout if num_layers > 1 else 0.0)
+        self.lstm = LSTM(embed_dim, hidden_dim, num_layers, batch_first=True,
+                         dropout=dropout if num_layers > 1 else 0.0)
 
     def forward(self, tokens: torch.Tensor, state: State | None = None) -> torch.Tensor:
         """tokens [B, T] -> top-layer outputs [B, T, H]. With right padding the LSTM is causal, so the
