@@ -161,6 +161,11 @@ class LanguageModel(nn.Module):
         """The state prediction starts from: none for a language model."""
         return None
 
+    def num_windows(self, tokens: torch.Tensor, window: int) -> int:
+        """How many losses :meth:`window_losses` yields for ``tokens``."""
+        steps = tokens.size(1) + (tokens.dim() == 2)  # teacher forcing adds <eos> to a token sequence
+        return -(-steps // window)
+
     def window_losses(self, tokens: torch.Tensor, lengths: torch.Tensor, window: int):
         """Truncated back-propagation through time: yields the summed token loss of each ``window``
         steps in turn (backward each before taking the next); the state crosses windows detached.

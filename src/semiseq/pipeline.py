@@ -62,8 +62,10 @@ def build_classifier(cfg: DictConfig, corpus: Corpus) -> ClassifierTask:
 
 def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list, **stage) -> L.Trainer:
     extra = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    # use_distributed_sampler=False: under DDP the data module's batch samplers give each process its share
     return instantiate(cfg.trainer, default_root_dir=str(run_dir), logger=loggers or False,
-                       callbacks=[*callbacks, FiniteLoss(), *extra], plugins=[AtomicCheckpointIO()], **stage)
+                       callbacks=[*callbacks, FiniteLoss(), *extra], plugins=[AtomicCheckpointIO()],
+                       use_distributed_sampler=False, **stage)
 
 
 def resume_callbacks(run_dir: Path, every_n_steps: int | None, every_epoch: bool) -> list:

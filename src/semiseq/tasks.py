@@ -7,6 +7,8 @@ checkpoint under ``checkpoint["semiseq"]``, beside the weights.
 
 from __future__ import annotations
 
+import contextlib
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -67,15 +69,21 @@ class Pretrainer(_Task):
         optimizer.zero_grad()
         count = self.net.num_targets(lengths)
         total = 0.0
-        for loss in self.net.window_losses(tokens, lengths, self.hparams.tbptt_steps or tokens.size(1) + 1):
-            self.manual_backward(loss / count)  # gradients add up over windows: one step per batch
+        window = self.hparams.tbptt_steps or tokens.size(1) + 1
+        last = self.net.num_windows(tokens, window) - 1
+        no_sync = getattr(self.trainer.strategy, "block_backward_sync", contextlib.nullcontext)  # DDP's
+        for i, loss in enumerate(self.net.window_losses(tokens, lengths, window)):
+            # gradients add up over windows: one step per batch. Under DDP they are averaged across
+            # processes once, in the last window's backward (its reducer also takes what earlier windows left)
+            with no_sync() if i < last else contextlib.nullcontext():
+                self.manual_backward(loss / count)
             total = total + loss.detach()
         if self.hparams.grad_clip:
             self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
         optimizer.step()
         loss = total / count
         if self.global_step % self.trainer.log_every_n_steps == 0:  # the steps the logger writes (self.log ~1 ms)
-            self.log("train/loss", loss, prog_bar=True)
+            self.log("train/loss", loss, prog_bar=True, sync_dist=True)  # DDP: the mean over processes
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -88,7 +96,9 @@ class Pretrainer(_Task):
         loss = self.val_loss.compute()
         self.val_loss.reset()
         metrics = {"val/loss": loss} if self.net.continuous else {"val/loss": loss, "val/ppl": torch.exp(loss)}
-        self.log_dict(metrics, prog_bar=True)  # real-valued steps: loss is the squared error per step
+        # real-valued steps: loss is the squared error per step. The metric has summed over every DDP
+        # process already; sync_dist only says so (the mean of equal values)
+        self.log_dict(metrics, prog_bar=True, sync_dist=True)
 
 
 class ClassifierTask(_Task):
@@ -146,14 +156,17 @@ class ClassifierTask(_Task):
             (aux_loss,) = self.aux.window_losses(text, text_lengths, text.size(1) + 1)
             aux_loss = aux_loss / self.aux.num_targets(text_lengths)
             if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:  # the steps the logger writes
-                self.log_dict({"train/classifier_loss": loss, f"train/{self.hparams.joint_objective}_loss": aux_loss})
+                self.log_dict({"train/classifier_loss": loss, f"train/{self.hparams.joint_objective}_loss": aux_loss},
+                              sync_dist=True)
             loss = loss + self.hparams.joint_weight * aux_loss
         return loss
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
         if self._train_sums is not None:  # mid-epoch: a resumed run reports the whole epoch's train loss/acc
-            checkpoint["train_sums"] = self._train_sums.tolist()
+            # DDP: all processes' sums (every process saves), split evenly: each adds its share back at epoch end
+            sums = self.trainer.strategy.reduce(self._train_sums.clone(), reduce_op="sum") / self.trainer.world_size
+            checkpoint["train_sums"] = sums.tolist()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
@@ -166,7 +179,8 @@ class ClassifierTask(_Task):
 
     def on_train_epoch_end(self):
         if self._train_sums is not None:
-            loss_sum, correct, n = self._train_sums
+            # summed over every DDP process (a no-op in one): the epoch's mean over all its samples
+            loss_sum, correct, n = self.trainer.strategy.reduce(self._train_sums, reduce_op="sum")
             self.log_dict({"train/loss": loss_sum / n, "train/acc": correct / n}, sync_dist=True)
             self._train_sums = None
 
@@ -178,12 +192,14 @@ class ClassifierTask(_Task):
 
     def validation_step(self, batch, batch_idx):
         loss = self._eval_step(batch, self.val_acc)
-        self.log_dict({"val/loss": loss, "val/acc": self.val_acc}, prog_bar=True)
+        # DDP: Lightning averages val/loss over all processes' batches (sync_dist); accuracy syncs itself
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True)
+        self.log("val/acc", self.val_acc, prog_bar=True)
 
     def test_step(self, batch, batch_idx):
-        self.log("test/loss", self._eval_step(batch, self.test_acc))
+        self.log("test/loss", self._eval_step(batch, self.test_acc), sync_dist=True)
 
     def on_test_epoch_end(self):
         acc = self.test_acc.compute()
         self.test_acc.reset()
-        self.log_dict({"test/acc": acc, "test/error": 100.0 * (1.0 - acc)})
+        self.log_dict({"test/acc": acc, "test/error": 100.0 * (1.0 - acc)}, sync_dist=True)

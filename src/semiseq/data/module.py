@@ -19,16 +19,28 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     The order depends only on ``(seed, epoch)`` (its own generator, not the global random state). Each
     iteration takes the next epoch, or asks ``position()`` for ``(epoch, batches to skip)``: where a
-    trainer is, e.g. in the middle of an epoch when a run resumes."""
+    trainer is, e.g. in the middle of an epoch when a run resumes.
+
+    With ``num_replicas`` > 1 DDP processes, ``batch_size`` is per process: every process builds the same
+    order of global batches of ``batch_size * num_replicas`` (the batches one process would make with that
+    size) and takes its share of each, ``batch[rank::num_replicas]``. A DDP step then sees the samples of
+    one global batch, and every process the same number of batches: in training a last global batch too
+    small to give every process a sample is left out; in evaluation every sample is served once (a process
+    may then get one batch fewer)."""
 
     def __init__(self, lengths: np.ndarray, batch_size: int, shuffle: bool = True, bucket: bool = True,
-                 chunk_batches: int = 200, seed: int = 0, position: Callable[[], tuple[int, int]] | None = None):
+                 chunk_batches: int = 200, seed: int = 0, position: Callable[[], tuple[int, int]] | None = None,
+                 num_replicas: int = 1, rank: int = 0):
         self.lengths, self.batch_size = np.asarray(lengths), batch_size
-        self.shuffle, self.bucket, self.chunk, self.seed = shuffle, bucket, batch_size * chunk_batches, seed
+        self.num_replicas, self.rank, self.global_batch = num_replicas, rank, batch_size * num_replicas
+        self.shuffle, self.bucket, self.chunk, self.seed = shuffle, bucket, self.global_batch * chunk_batches, seed
         self.epoch, self.position = 0, position
+        # global batches with fewer samples than this are not served here (see the class doc)
+        self._min_batch = num_replicas if shuffle else rank + 1
 
     def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
+        full, rest = divmod(len(self.lengths), self.global_batch)
+        return full + (rest >= self._min_batch)
 
     def __iter__(self):
         epoch, skip = self.position() if self.position else (self.epoch, 0)
@@ -40,10 +52,11 @@ class BucketBatchSampler(Sampler[list[int]]):
             chunk = self.chunk if self.shuffle else n  # evaluation: one global sort
             order = np.concatenate([c[np.argsort(self.lengths[c], kind="stable")]
                                     for c in np.split(order, range(chunk, n, chunk))]) if n else order
-        batches = np.split(order, range(self.batch_size, n, self.batch_size))
+        batches = np.split(order, range(self.global_batch, n, self.global_batch))
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
-        return iter(b.tolist() for b in batches[skip:])
+        mine = [b[self.rank::self.num_replicas] for b in batches if len(b) >= self._min_batch]
+        return iter(b.tolist() for b in mine[skip:])
 
 
 class SequenceDataModule(L.LightningDataModule):
@@ -70,9 +83,13 @@ class SequenceDataModule(L.LightningDataModule):
 
     def _loader(self, data: Sequences, train: bool, batch_size: int | None = None) -> DataLoader:
         data = data.truncated(self.max_len)
+        # Under DDP each process takes its share of every batch here (Lightning cannot put its
+        # DistributedSampler into a batch sampler like this one: the trainer runs with use_distributed_sampler=False)
+        replicas, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         sampler = BucketBatchSampler(data.lengths, batch_size or (self.batch_size if train else self.eval_batch_size),
                                      shuffle=train, bucket=self.bucket, seed=self.seed,
-                                     position=self._position if train and self.trainer else None)
+                                     position=self._position if train and self.trainer else None,
+                                     num_replicas=replicas, rank=rank)
         # Its own generator: starting an iterator then draws its worker seed from it, not from the global
         # random state, so validating does not shift training's dropout draws (and a resume stays exact).
         return DataLoader(data, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers,
