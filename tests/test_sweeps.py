@@ -122,7 +122,7 @@ def test_slurm_launcher_composes_into_a_valid_sbatch_script(tmp_path, monkeypatc
     own = yaml.safe_load((CONF / "hydra" / "launcher" / "slurm.yaml").read_text())
     fields = {f.name for f in dataclasses.fields(SlurmQueueConf)}
     assert set(own) - {"defaults"} <= fields
-    cfg = compose_train(tmp_path, ["hydra/launcher=slurm", "trainer.devices=4", "+trainer.num_nodes=2",
+    cfg = compose_train(tmp_path, ["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2",
                                    "hydra.launcher.partition=gpu"], hydra_config=True)
     launcher_cfg = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     assert launcher_cfg["tasks_per_node"] == launcher_cfg["gpus_per_node"] == 4 and launcher_cfg["nodes"] == 2
@@ -144,7 +144,7 @@ def test_slurm_launcher_composes_into_a_valid_sbatch_script(tmp_path, monkeypatc
     (script,) = scripts
     for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4", "#SBATCH --gpus-per-node=4",
                  "#SBATCH --partition=gpu", "#SBATCH --time=720", "#SBATCH --mem=64GB",
-                 "#SBATCH --cpus-per-task=4", "export PYTHONUNBUFFERED=1"):
+                 "#SBATCH --cpus-per-task=4", "export PYTHONUNBUFFERED=1", "export SLURM_KILL_ON_BAD_EXIT=1"):
         assert line in script, (line, script)
 
 

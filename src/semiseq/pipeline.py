@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -68,6 +70,34 @@ def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list
                        use_distributed_sampler=False, **stage)
 
 
+def world_size(cfg: DictConfig) -> int:
+    """How many processes ``cfg.trainer`` trains in: devices per node x nodes (devices 'auto' or -1: every
+    GPU when the accelerator may be one, else one process, as Lightning counts them)."""
+    devices, nodes = cfg.trainer.get("devices", "auto"), int(cfg.trainer.get("num_nodes") or 1)
+    if isinstance(devices, str) and "," in devices:  # "0,2": those GPUs
+        devices = [d for d in devices.split(",") if d.strip()]
+    if isinstance(devices, Sequence) and not isinstance(devices, str):
+        return len(devices) * nodes
+    if str(devices) in ("auto", "-1"):
+        gpu = cfg.trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+        return (torch.cuda.device_count() if gpu else 1) * nodes
+    return int(devices) * nodes
+
+
+def check_launch(cfg: DictConfig) -> None:
+    """Refuse DDP processes that Lightning would start itself inside a multirun: it starts them by re-running
+    this command line, which in a multirun is the whole sweep. (srun or torchrun start them otherwise.)"""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    started_outside = any(k in os.environ for k in ("LOCAL_RANK", "SLURM_NTASKS", "TORCHELASTIC_RUN_ID"))
+    if (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN and not started_outside
+            and (n := world_size(cfg)) > 1):
+        raise SemiseqError(f"a multirun (-m) with {n} DDP processes per job on one machine: Lightning would start "
+                           "them by re-running the whole sweep; run each job as its own command (e.g. a shell loop "
+                           "over the values), or on SLURM with hydra/launcher=slurm, where srun starts them")
+
+
 def resume_callbacks(run_dir: Path, every_n_steps: int | None, every_epoch: bool) -> list:
     """What makes a stage resumable exactly: ``checkpoints/last.ckpt`` kept current, with the random state."""
     return [LastCheckpoint(run_dir / "checkpoints", every_n_steps, every_epoch), RandomState()]
@@ -78,9 +108,10 @@ def early_stopping(patience: int | None, monitor: str, mode: str) -> list:
     return [EarlyStopping(monitor=monitor, mode=mode, patience=patience)] if patience else []
 
 
-def pretrain(cfg: DictConfig, corpus: Corpus, objective: str, run_dir: Path) -> Path:
+def pretrain(cfg: DictConfig, corpus: Corpus, objective: str, run_dir: Path, one_device: bool = False) -> Path:
     """Pretrain the backbone without labels; returns the final checkpoint in ``run_dir/checkpoints``.
-    When the run resumes, it continues from ``run_dir/checkpoints/last.ckpt`` (or returns the finished result)."""
+    When the run resumes, it continues from ``run_dir/checkpoints/last.ckpt`` (or returns the finished result).
+    ``one_device``: in this process on one device, whatever ``cfg.trainer`` says (no DDP processes)."""
     path = run_dir / "checkpoints" / "pretrained.ckpt"
     if cfg.get("resume") and (run_dir / "results.json").is_file() and path.is_file():
         return path  # finished before the interruption
@@ -93,20 +124,23 @@ def pretrain(cfg: DictConfig, corpus: Corpus, objective: str, run_dir: Path) -> 
                  *early_stopping(cfg.pretrain.get("early_stopping_patience"), "val/loss", "min")]
     trainer = build_trainer(cfg, run_dir, loggers, callbacks, max_steps=steps, max_epochs=-1,
                             val_check_interval=min(cfg.pretrain.val_every_n_steps, steps),
-                            check_val_every_n_epoch=None)  # the Pretrainer clips its own gradients
+                            check_val_every_n_epoch=None,  # the Pretrainer clips its own gradients
+                            **(dict(devices=1, num_nodes=1, strategy="auto") if one_device else {}))
     start = time.perf_counter()
     trainer.fit(task, build_datamodule(cfg, corpus, "pretrain"), ckpt_path=runs.resume_checkpoint(cfg, run_dir),
                 weights_only=True)
     trainer.save_checkpoint(path, weights_only=True)  # weights, hparams, vocabulary: what transfer needs
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    runs.write_json(run_dir / "results.json", {"mode": "pretrain", "objective": objective, "checkpoint": str(path),
-                                               "last_checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),
-                                               "steps": trainer.global_step, "wall_s": time.perf_counter() - start,
-                                               **metrics})
-    runs.log_artifact(loggers, path, runs.artifact_name(cfg, objective), "pretrained", metrics)
+    if trainer.is_global_zero:  # DDP: one process writes (the metrics are every process's already)
+        runs.write_json(run_dir / "results.json", {"mode": "pretrain", "objective": objective, "checkpoint": str(path),
+                                                   "last_checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),
+                                                   "steps": trainer.global_step, "world_size": trainer.world_size,
+                                                   "wall_s": time.perf_counter() - start, **metrics})
+    runs.log_artifact(loggers, path, runs.artifact_name(cfg, objective, trainer.world_size), "pretrained", metrics)
     runs.finish_loggers(loggers)
-    log.info("pretrained %s in %.0fs: val/loss %.3f, val/ppl %.2f -> %s", objective, time.perf_counter() - start,
-             metrics.get("val/loss", float("nan")), metrics.get("val/ppl", float("nan")), path)
+    if trainer.is_global_zero:
+        log.info("pretrained %s in %.0fs: val/loss %.3f, val/ppl %.2f -> %s", objective, time.perf_counter() - start,
+                 metrics.get("val/loss", float("nan")), metrics.get("val/ppl", float("nan")), path)
     return path
 
 
@@ -122,7 +156,11 @@ def init_checkpoint(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> Path | No
         return Path(cfg.init.checkpoint)
     if name == "word2vec":
         return runs.cached_pretrained(cfg, name, lambda: word2vec.pretrain(cfg, corpus, run_dir / "word2vec"))
-    return runs.cached_pretrained(cfg, name, lambda: pretrain(cfg, corpus, name, run_dir / f"pretrain-{name}"))
+    # Pretraining started here runs in this process on one device, before any DDP process of the fine-tuning
+    # exists: the others (started by Lightning later, or by srun now) then find the weights in the cache.
+    # Pretraining on every device is `mode=pretrain` with the same trainer, first (its weights are used here).
+    return runs.cached_pretrained(cfg, name, lambda: pretrain(cfg, corpus, name, run_dir / f"pretrain-{name}",
+                                                              one_device=True), world_size(cfg))
 
 
 def finetune(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> dict:
@@ -143,7 +181,7 @@ def finetune(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> dict:
     for logger in loggers:
         logger.log_metrics({"init/tensors_loaded": loaded})
     if source and not cfg.init.checkpoint and cfg.init.name in OBJECTIVES:
-        runs.use_artifact(loggers, runs.artifact_name(cfg, cfg.init.name))  # lineage: pretraining -> this run
+        runs.use_artifact(loggers, f"pretrained-{source.stem}")  # lineage: the cache entry's artifact -> this run
     start = time.perf_counter()
     trainer.fit(task, build_datamodule(cfg, corpus, "joint" if mode == "joint" else "classify"),
                 ckpt_path=runs.resume_checkpoint(cfg, run_dir), weights_only=True)
@@ -153,8 +191,10 @@ def finetune(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> dict:
                "unlabeled": cfg.data.get("unlabeled"), "init_checkpoint": str(source or ""),
                "tensors_loaded": loaded, "val/acc_best": float(best.best_model_score), "best_checkpoint":
                best.best_model_path, "last_checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),
-               "epochs": trainer.current_epoch, "wall_s": time.perf_counter() - start, **metrics}
-    runs.write_json(run_dir / "results.json", results)
+               "epochs": trainer.current_epoch, "world_size": trainer.world_size,
+               "wall_s": time.perf_counter() - start, **metrics}
+    if trainer.is_global_zero:
+        runs.write_json(run_dir / "results.json", results)
     runs.summarize(loggers, {"test/error": results["test/error"], "val/acc_best": results["val/acc_best"]})
     runs.log_artifact(loggers, Path(best.best_model_path), f"classifier-{cfg.name}-{run_dir.name}", "model", results)
     runs.finish_loggers(loggers)
@@ -168,20 +208,27 @@ def run(cfg: DictConfig) -> float:
     if cfg.get("resume"):
         cfg = runs.resume_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
+    check_launch(cfg)
     with runs.log_to(run_dir / "train.log") if cfg.get("resume") else contextlib.nullcontext():
         if cfg.get("threads"):
             torch.set_num_threads(cfg.threads)
+            os.environ["OMP_NUM_THREADS"] = str(cfg.threads)  # else Lightning's DDP launcher sets cores / processes
         corpus = build_corpus(cfg)
         if cfg.mode.name == "pretrain":
             path = pretrain(cfg, corpus, cfg.model.objective, run_dir)
-            cached = runs.cache_store(cfg, cfg.model.objective, path)
-            loss = float(runs.read_json(run_dir / "results.json")["val/loss"])
+            if not runs.rank_zero():  # DDP: the first process caches and reports
+                return float("nan")
+            result = runs.read_json(run_dir / "results.json")
+            cached = runs.cache_store(cfg, cfg.model.objective, path, result.get("world_size", 1))
+            loss = float(result["val/loss"])
             print(f"[semiseq] pretrained {cfg.model.objective} on {corpus.name} in {time.perf_counter() - start:.0f}s, "
                   f"val/loss {loss:.4f} -> results {run_dir / 'results.json'}, checkpoint {path} (cached as {cached})",
                   flush=True)
             return loss
         if cfg.mode.name in ("finetune", "joint"):
             r = finetune(cfg, corpus, run_dir)
+            if not runs.rank_zero():
+                return r["val/acc_best"]
             print(f"[semiseq] {corpus.name} init={cfg.init.name}: test accuracy {100 * r['test/acc']:.2f}% "
                   f"(error {r['test/error']:.2f}%), best val accuracy {100 * r['val/acc_best']:.2f}%, "
                   f"{time.perf_counter() - start:.0f}s -> results {run_dir / 'results.json'}, "

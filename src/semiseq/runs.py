@@ -13,6 +13,7 @@ import netrc
 import os
 import secrets
 import string
+import time
 import warnings
 from pathlib import Path
 from typing import Callable, Iterator
@@ -47,8 +48,19 @@ def wandb_configured() -> bool:
         return False
 
 
+def rank_zero() -> bool:
+    """False in every DDP process but the first: Lightning's rank, which before training starts is the one
+    the launcher gave (RANK, LOCAL_RANK with NODE_RANK, SLURM_PROCID), so it tells before any process group."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    return rank_zero_only.rank == 0 and int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", 0))) == 0
+
+
 def make_loggers(cfg: DictConfig, run_dir: Path, job_type: str, tags: list[str]) -> list:
-    """Instantiate the ``logger`` group for one stage; wandb runs offline unless configured."""
+    """Instantiate the ``logger`` group for one stage; wandb runs offline unless configured. None in DDP
+    processes but the first (Lightning logs from rank 0 only; they would only race for wandb_id.txt)."""
+    if not rank_zero():
+        return []
     if not wandb_configured():
         os.environ["WANDB_MODE"] = "offline"
     loggers = []
@@ -84,9 +96,9 @@ def wandb_run(loggers: list):
     return next((lg.experiment for lg in loggers if type(lg).__name__ == "WandbLogger"), None)
 
 
-def artifact_name(cfg: DictConfig, objective: str) -> str:
+def artifact_name(cfg: DictConfig, objective: str, world_size: int = 1) -> str:
     """The wandb artifact name of the pretrained weights for this config: the cache entry's name."""
-    return f"pretrained-{cache_path(cfg, objective).stem}"
+    return f"pretrained-{cache_path(cfg, objective, world_size).stem}"
 
 
 def log_artifact(loggers: list, path: Path, name: str, kind: str, metadata: dict) -> None:
@@ -235,9 +247,10 @@ def write_json(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
-def pretrain_key(cfg: DictConfig, objective: str) -> dict:
+def pretrain_key(cfg: DictConfig, objective: str, world_size: int = 1) -> dict:
     """Everything that determines pretrained weights: data, network, objective, pretraining recipe
-    (and for word2vec its own settings in ``init``)."""
+    (and for word2vec its own settings in ``init``), and how many DDP processes pretrained them
+    (``pretrain.batch_size`` is per process)."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     key = {
         "version": PRETRAIN_VERSION,
@@ -250,32 +263,49 @@ def pretrain_key(cfg: DictConfig, objective: str) -> dict:
     }
     if objective == "word2vec":
         key["init"] = {k: v for k, v in resolved["init"].items() if k != "checkpoint"}
+    if world_size > 1:  # one process leaves the key as before DDP existed
+        key["world_size"] = world_size
     return key
 
 
-def cache_path(cfg: DictConfig, objective: str) -> Path:
-    """Where the pretrained weights for this config live in ``paths.cache_dir``."""
-    key = json.dumps(pretrain_key(cfg, objective), sort_keys=True)
+def cache_path(cfg: DictConfig, objective: str, world_size: int = 1) -> Path:
+    """Where the pretrained weights for this config (pretrained in ``world_size`` processes) live in
+    ``paths.cache_dir``."""
+    key = json.dumps(pretrain_key(cfg, objective, world_size), sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return Path(cfg.paths.cache_dir) / "pretrained" / f"{objective}-{digest}.ckpt"
 
 
-def cache_store(cfg: DictConfig, objective: str, produced: Path) -> Path:
+def cache_store(cfg: DictConfig, objective: str, produced: Path, world_size: int = 1) -> Path:
     """Copy freshly pretrained weights into the cache atomically, with the key beside them."""
-    path = cache_path(cfg, objective)
+    path = cache_path(cfg, objective, world_size)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_bytes(produced.read_bytes())
     os.replace(tmp, path)
-    write_json(path.with_suffix(".json"), {"key": pretrain_key(cfg, objective), "produced_by": str(produced)})
+    write_json(path.with_suffix(".json"), {"key": pretrain_key(cfg, objective, world_size),
+                                           "produced_by": str(produced)})
     return path
 
 
-def cached_pretrained(cfg: DictConfig, objective: str, pretrain: Callable[[], Path]) -> Path:
+def cached_pretrained(cfg: DictConfig, objective: str, pretrain: Callable[[], Path], world_size: int = 1) -> Path:
     """Path of the pretrained weights for this config, calling ``pretrain()`` (once, under a file lock
-    shared by concurrent jobs) when the cache does not hold them yet."""
+    shared by concurrent jobs) when the cache does not hold them yet.
+
+    A run in ``world_size`` DDP processes takes weights pretrained in as many when the cache has them, else
+    the one-process ones; only its first process pretrains those (before the others exist, or while they
+    wait here: they hold no lock, so no process group is waiting on the one that pretrains)."""
+    if world_size > 1 and (ddp := cache_path(cfg, objective, world_size)).exists():
+        log.info("using cached %s weights pretrained in %d processes %s", objective, world_size, ddp)
+        return ddp
     path = cache_path(cfg, objective)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not rank_zero():
+        if not path.exists():
+            log.info("waiting for the first DDP process to pretrain %s weights into %s", objective, path)
+        while not path.exists():  # written atomically: there means whole
+            time.sleep(5)
+        return path
     with FileLock(str(path) + ".lock"):
         if path.exists():
             log.info("using cached %s weights %s", objective, path)
