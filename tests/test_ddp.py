@@ -105,7 +105,7 @@ def test_ddp_in_a_local_multirun_is_refused(make_cfg, monkeypatch):
     pipeline.check_launch(make_cfg(*DDP))
 
 
-def test_bf16_mixed_trains_with_the_lstm_in_float32(make_cfg, tmp_path):
+def test_bf16_mixed_trains_and_16_mixed_pretraining_is_refused(make_cfg, tmp_path):
     """trainer=gpu's precision, on the CPU: SA pretraining with truncated BPTT and the classifier run under
     bf16 autocast (nn.LSTM alone would fail here: oneDNN has no bf16 LSTM on this CPU). Not the adaptive
     softmax: CPU autocast leaves its log_softmax in bf16 (CUDA's runs it in float32, as its code expects)."""
@@ -113,6 +113,10 @@ def test_bf16_mixed_trains_with_the_lstm_in_float32(make_cfg, tmp_path):
                    "pretrain.tbptt_steps=4", f"paths.cache_dir={tmp_path}/cache")
     result = pipeline.finetune(cfg, pipeline.build_corpus(cfg), tmp_path / "run")
     assert 0 <= result["test/acc"] <= 1 and np.isfinite(result["test/loss"])
+    # float16 with loss scaling: the pretrainer would clip scaled gradients (Lightning unscales them later)
+    cfg = make_cfg("experiment=smoke", "logger=none", "trainer.precision=16-mixed", "mode=pretrain")
+    with pytest.raises(SemiseqError, match="trainer.precision=16-mixed cannot pretrain with pretrain.grad_clip"):
+        pipeline.pretrain(cfg, None, "sa", tmp_path / "fp16")
 
 
 def test_two_gloo_processes_match_one_and_pretrain_once(tmp_path, make_cfg):

@@ -115,6 +115,10 @@ def pretrain(cfg: DictConfig, corpus: Corpus, objective: str, run_dir: Path, one
     path = run_dir / "checkpoints" / "pretrained.ckpt"
     if cfg.get("resume") and (run_dir / "results.json").is_file() and path.is_file():
         return path  # finished before the interruption
+    if str(cfg.trainer.get("precision")) in ("16-mixed", "16") and cfg.pretrain.grad_clip:
+        raise SemiseqError(f"trainer.precision={cfg.trainer.precision} cannot pretrain with pretrain.grad_clip: the "
+                           "pretrainer clips its gradients before Lightning unscales float16 ones; use "
+                           "trainer.precision=bf16-mixed (trainer=gpu) or 32-true")
     L.seed_everything(cfg.pretrain.seed, workers=True)
     task = build_pretrainer(cfg, corpus, objective)
     loggers = runs.make_loggers(cfg, run_dir, "pretrain", [corpus.name, f"objective:{objective}"])
