@@ -1,7 +1,7 @@
 """DDP through Lightning: each process takes its share of every batch, 2 gloo processes on the CPU train like
 1 process with the same global batch, only the first process writes results, caches and reports, and a run that
-needs pretrained weights makes them once, before the second process starts. trainer=gpu's bf16-mixed is checked
-on the CPU (no GPU here).
+needs pretrained weights makes them once, before the second process starts; a DDP run killed mid-epoch resumes
+to the same weights. trainer=gpu's bf16-mixed is checked on the CPU (no GPU here).
 
 Tolerance of the 1-vs-2-process comparisons (relative 1e-4 on losses, one sample on accuracies): with dropout off
 both see the same samples in every step, so only float32 rounding differs: DDP averages two half-batch gradients
@@ -11,13 +11,16 @@ halves of a length-bucketed batch hold near-equal counts). Measured: 1e-7 to 4e-
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from hydra.types import RunMode
 
 from semiseq import SemiseqError, pipeline, runs
@@ -174,3 +177,37 @@ def test_ddp_pretraining_matches_one_process_and_fine_tuning_uses_it(tmp_path, m
     result = runs.read_json(finetuned / "results.json")
     assert result["init_checkpoint"] == str(runs.cache_path(ddp_cfg, "sa", 2))
     assert not (finetuned / "pretrain-sa").exists()
+
+
+@pytest.mark.slow
+def test_ddp_run_killed_mid_training_resumes_to_the_same_weights(tmp_path):
+    """Both processes SIGKILLed (the process group) after a mid-epoch last.ckpt; resume=true under DDP ends
+    with the weights of an uninterrupted 2-process run (no dropout: the resumed processes restore the first
+    one's random state)."""
+    args = ["experiment=smoke", "logger=csv", "init=random", "finetune.max_epochs=30", "finetune.batch_size=4",
+            "finetune.checkpoint_every_n_steps=3", "model.head_dropout=0", *DDP]
+    env = dict(os.environ, SEMISEQ_LOG_DIR=str(tmp_path / "logs"), WANDB_MODE="offline", OMP_NUM_THREADS="1")
+    command = [sys.executable, str(ROOT / "train.py"), *args]
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # its own process group: the second process goes too
+    runs_dir = tmp_path / "logs" / "smoke" / "runs"
+    while not list(runs_dir.glob("*/checkpoints/last.ckpt")):
+        assert proc.poll() is None, "the run ended before its first last.ckpt"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    (run_dir,) = runs_dir.iterdir()
+    assert not (run_dir / "results.json").exists()
+    resumed = subprocess.run([*command, "resume=true"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    reference = subprocess.run([*command, "name=reference"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                               timeout=600)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    (ref_dir,) = (tmp_path / "logs" / "reference" / "runs").iterdir()
+    for name in ("last.ckpt", "best.ckpt"):
+        ours, theirs = (torch.load(d / "checkpoints" / name, weights_only=True)["state_dict"]
+                        for d in (run_dir, ref_dir))
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours), name
+    ours, theirs = runs.read_json(run_dir / "results.json"), runs.read_json(ref_dir / "results.json")
+    assert (ours["test/loss"], ours["epochs"]) == (theirs["test/loss"], theirs["epochs"])
