@@ -26,3 +26,13 @@ def make_cfg(tmp_path):
                                                *overrides])
 
     return _make
+
+
+@pytest.fixture(autouse=True)
+def _no_shared_wandb_service():
+    """A wandb run made in this process starts a wandb service and exports WANDB_SERVICE; train.py
+    subprocesses would inherit it and share that service, which still holds the run of a killed process
+    (a resumed run then finds its id "in use"). Each subprocess must start its own, as for a user."""
+    os.environ.pop("WANDB_SERVICE", None)
+    yield
+    os.environ.pop("WANDB_SERVICE", None)
