@@ -50,7 +50,8 @@ def test_option_composes_and_instantiates(make_cfg, tmp_path, group, option):
                      "model.embed_dim=8", "model.hidden_dim=16", "model.head_dim=16"]
     cfg = make_cfg(*overrides)
     if group == "experiment" and cfg.data.name != "synthetic":  # a paper table's data, from small files
-        extra = [f"data.unlabeled_root={test_data_imdb.write_tree(tmp_path / 'unsup')}"] if cfg.data.get("unlabeled") else []
+        unsup = cfg.data.get("unlabeled")
+        extra = [f"data.unlabeled_root={test_data_imdb.write_tree(tmp_path / 'unsup')}"] if unsup else []
         cfg = make_cfg(*overrides, *DATA_FILES[cfg.data.name](tmp_path), f"paths.data_dir={tmp_path}/downloads", *extra)
     corpus = pipeline.build_corpus(cfg)
     assert (len(corpus.vocab) > 3 or corpus.input_dim) and len(corpus.train) > 0

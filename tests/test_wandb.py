@@ -48,9 +48,7 @@ def test_offline_runs_keep_the_summary_and_skip_lineage(make_cfg, monkeypatch):
     cfg = make_cfg("experiment=smoke", "logger=wandb", "init=sa")
     pipeline.run(cfg)
     run_dir = Path(cfg.paths.output_dir)
-    results = json.loads((run_dir / "results.json").read_text())
     (finetune,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")  # offline: records kept for `wandb sync`
     (pretraining,) = (run_dir / "pretrain-sa").glob("wandb/offline-run-*/run-*.wandb")
     assert b"val/acc_best" in finetune.read_bytes() and b"test/error" in finetune.read_bytes()
     assert runs.artifact_name(cfg, "sa").encode() in pretraining.read_bytes()  # the weights, as an artifact
-    assert results["test/error"] >= 0

@@ -135,9 +135,10 @@ class ClassifierTask(_Task):
     def configure_optimizers(self):
         # A head that learns slower than the backbone cannot just memorise a few labels from
         # whatever features it is given: the (pretrained) backbone has to carry the task.
-        head = list(self.net.head.parameters())
-        rest = [p for p in self.parameters() if all(p is not h for h in head)]
-        groups = [{"params": rest}, {"params": head, "lr": self.hparams.head_lr or self.hparams.lr}]
+        head = {id(p) for p in self.net.head.parameters()}
+        rest = [p for p in self.parameters() if id(p) not in head]
+        groups = [{"params": rest},
+                  {"params": list(self.net.head.parameters()), "lr": self.hparams.head_lr or self.hparams.lr}]
         return torch.optim.Adam(groups, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
 
     def training_step(self, batch, batch_idx):
