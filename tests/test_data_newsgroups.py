@@ -6,12 +6,14 @@ import hashlib
 import logging
 import re
 import tarfile
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from semiseq import SemiseqError
 from semiseq.data import newsgroups
+from semiseq.data.prepare import make_corpus
 
 
 def post(subject: str, body: bytes) -> bytes:
@@ -56,10 +58,46 @@ def test_reads_bydate_folders_in_class_then_numeric_id_order(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="semiseq.data.newsgroups"):
         data = newsgroups.load(root=str(write_bydate(tmp_path)))
     assert data.name == "newsgroups20" and data.class_names == ["alt.atheism", "comp.graphics"]
-    assert data.train == ["Caf\u00e9 first by id.\n", "Second by id.\n", "Polygons.\n"]  # 0xe9 read as latin-1
-    assert data.train_labels == [0, 0, 1]
+    assert data.train == ["Caf\u00e9 first by id.\n", "Second by id.\n", "Polygons.\n",  # 0xe9 read as latin-1
+                          "header only, no body"]  # a post with no body becomes its subject
+    assert data.train_labels == [0, 0, 1, 1]
     assert data.test == ["Test atheism.\n", "Test graphics.\n"] and data.test_labels == [0, 1]
-    assert "dropped 1 train and 0 test documents" in caplog.text  # the header-only post
+    assert "1 train and 0 test posts have a blank body" in caplog.text
+
+
+# Posts left blank once the header block is gone; our stripping removes nothing else, so quoting stays.
+BLANK_POSTS = {
+    "20news-bydate-train": {
+        "alt.atheism": {"1": post("kept", b"Real text.\n"), "2": post("Re: empty after the header", b""),
+                        "3": b"From: x@y.z\nSubject: header only, no blank line\n"},
+        "comp.graphics": {"4": post("only white space", b" \n\t\n\n"), "5": post("q", b"> quoted only\n")},
+    },
+    "20news-bydate-test": {
+        "alt.atheism": {"6": post("t", b"Test text.\n"), "7": b"From: x@y.z\nSubject: Folded\n  subject\nLines: 0\n\n"},
+        "comp.graphics": {"8": post("", b""), "9": b"From: x@y.z\n\n\n", "10": post("???", b"\n")},
+    },
+}
+
+
+def test_keeps_every_post_and_a_blank_body_becomes_its_subject(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="semiseq.data.newsgroups"):
+        data = newsgroups.load(root=str(write_bydate(tmp_path, BLANK_POSTS)))
+    assert len(data.train) == 5 and len(data.test) == 5  # none dropped
+    assert data.train == ["Real text.\n", "Re: empty after the header", "header only, no blank line",
+                          "only white space", "> quoted only\n"]
+    assert data.train_labels == [0, 0, 0, 1, 1]
+    # folded subject joined; empty, missing and punctuation-only subjects give the fixed text
+    assert data.test == ["Test text.\n", "Folded subject", "(no subject)", "(no subject)", "(no subject)"]
+    assert data.test_labels == [0, 0, 1, 1, 1]
+    assert "3 train and 4 test posts have a blank body" in caplog.text
+
+
+def test_blank_posts_keep_their_place_in_the_corpus(tmp_path):
+    # Through make_corpus without punctuation tokens, where a text with no tokens is dropped (train) or refused (test).
+    source = partial(newsgroups.load, root=str(write_bydate(tmp_path, BLANK_POSTS)))
+    corpus = make_corpus(source, punctuation=False, val_fraction=0.2)
+    assert len(corpus.train) + len(corpus.val) == 5 and len(corpus.test) == 5
+    assert corpus.test.lengths.tolist()[1:] == [2, 2, 2, 2]  # "folded subject", "no subject" x3
 
 
 def test_keep_headers_keeps_whole_files_and_the_header_only_post(tmp_path):
@@ -71,7 +109,7 @@ def test_keep_headers_keeps_whole_files_and_the_header_only_post(tmp_path):
 
 def test_reads_the_tarball_given_as_root(tmp_path):
     data = newsgroups.load(root=str(make_tarball(tmp_path)))
-    assert len(data.train) == 3 and len(data.test) == 2
+    assert len(data.train) == 4 and len(data.test) == 2
     assert (tmp_path / "20news-bydate-train" / "alt.atheism" / "9").is_file()  # extracted next to the archive
 
 
