@@ -19,7 +19,6 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from semiseq import SemiseqError, pipeline
-from semiseq.callbacks import FiniteLoss
 from semiseq.transfer import TransferError, load_backbone
 
 from .conftest import CONF, ROOT
@@ -202,14 +201,6 @@ def shape_mismatch(tmp, ckpt):
         "use the same model.* sizes as for pretraining"]
 
 
-# --- training -----------------------------------------------------------------------------------------------------
-
-@case
-def nan_loss(tmp, ckpt):
-    return "train.py", [*SMOKE, "mode=pretrain", "pretrain.lr=1e30"], [
-        "training loss is nan at step", "of SA pretraining", "lower pretrain.lr (now 1e+30)"]
-
-
 # --- eval.py ------------------------------------------------------------------------------------------------------
 
 @case
@@ -384,26 +375,3 @@ def test_an_unreadable_row_of_texts_to_predict_names_its_line(tmp_path):
 
     with pytest.raises(SemiseqError, match=r"in\.jsonl, line 2: not valid JSON .*write one object per line"):
         list(open_texts(write(tmp_path / "in.jsonl", '{"text": "a"}\n{"text": b}\n')))
-
-
-def test_finite_loss_reads_the_loss_only_on_logging_steps():
-    """A NaN at step 3 is found at step 5, the next step the logger writes: no device sync on the steps between."""
-    callback, task = FiniteLoss(), SimpleNamespace(kind="sa", hparams=SimpleNamespace(lr=0.1))
-    trainer = SimpleNamespace(global_step=0, log_every_n_steps=5,
-                              strategy=SimpleNamespace(reduce_boolean_decision=lambda decision, all: decision))
-    for step in range(1, 6):
-        trainer.global_step = step
-        loss = torch.tensor(float("nan") if step >= 3 else 2.0)
-        if step < 5:
-            callback.on_train_batch_end(trainer, task, {"loss": loss}, None, step - 1)
-    with pytest.raises(SemiseqError, match=r"training loss is nan at step 5 of SA pretraining \(checked every "
-                                           r"trainer.log_every_n_steps=5 steps\); lower pretrain.lr \(now 0.1\)"):
-        callback.on_train_batch_end(trainer, task, {"loss": loss}, None, 4)
-
-
-def test_nan_loss_in_fine_tuning_stops_with_the_step(make_cfg, tmp_path):
-    cfg = make_cfg("experiment=smoke", "logger=none", "callbacks=none", "init=random", "finetune.lr=1e30",
-                   "finetune.head_lr=1e30")
-    with pytest.raises(SemiseqError, match=r"training loss is (nan|inf) at step \d+ of fine-tuning .*lower finetune.lr "
-                                           r"\(now 1e\+30\) or finetune.head_lr"):
-        pipeline.finetune(cfg, pipeline.build_corpus(cfg), tmp_path / "ft")

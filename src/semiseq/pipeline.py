@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from semiseq import SemiseqError, runs, word2vec
-from semiseq.callbacks import FiniteLoss
+from semiseq.callbacks import Divergence, LineProgress
 from semiseq.checkpoints import AtomicCheckpointIO, LastCheckpoint, RandomState
 from semiseq.data import Corpus, SequenceDataModule
 from semiseq.tasks import OBJECTIVES, ClassifierTask, Pretrainer
@@ -64,9 +65,11 @@ def build_classifier(cfg: DictConfig, corpus: Corpus) -> ClassifierTask:
 
 def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list, **stage) -> L.Trainer:
     extra = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    if cfg.trainer.get("enable_progress_bar", True) and not sys.stderr.isatty():  # nohup, SLURM, CI: no bar
+        extra.append(LineProgress())
     # use_distributed_sampler=False: under DDP the data module's batch samplers give each process its share
     return instantiate(cfg.trainer, default_root_dir=str(run_dir), logger=loggers or False,
-                       callbacks=[*callbacks, FiniteLoss(), *extra], plugins=[AtomicCheckpointIO()],
+                       callbacks=[*callbacks, Divergence(), *extra], plugins=[AtomicCheckpointIO()],
                        use_distributed_sampler=False, **stage)
 
 
