@@ -80,6 +80,11 @@ def zero_batch_size(tmp, ckpt):
 
 
 @case
+def seed_not_an_integer(tmp, ckpt):
+    return "train.py", [*SMOKE, "seed=abc"], ["seed='abc' is not an integer from 0 to 2**32 - 1", "pass e.g. seed=0"]
+
+
+@case
 def required_value_missing(tmp, ckpt):
     return "train.py", ["data=files", *TINY], ["data.train has no value", "required by data=files",
                                                "pass data.train=..."]
@@ -152,6 +157,47 @@ def text_without_tokens_in_test(tmp, ckpt):
         "keep punctuation marks as tokens (data.corpus.punctuation=true)"]
 
 
+# --- empty splits: the stage that reads one stops before it starts ----------------------------------------------------
+
+@case
+def no_training_examples(tmp, ckpt):
+    return "train.py", [*SMOKE, "data.corpus.num_train=0"], [
+        "synthetic: the train split is empty (data.corpus.num_train=0), and fine-tuning needs it",
+        "pass e.g. data.corpus.num_train=200"]
+
+
+@case
+def empty_test_split(tmp, ckpt):
+    return "train.py", [*SMOKE, "init=sa", "data.corpus.num_test=0"], [
+        "synthetic: the test split is empty (data.corpus.num_test=0), and fine-tuning needs it",
+        "pass e.g. data.corpus.num_test=1000"]
+
+
+@case
+def validation_split_rounds_to_nothing(tmp, ckpt):
+    train = write(tmp / "train.csv", "text,label\ngood,pos\nbad,neg\nfine,pos\n")
+    test = write(tmp / "test.csv", "text,label\nok,pos\n")
+    return "train.py", files_data(train, test), [
+        "files: the validation split is empty (data.corpus.val_fraction=0.15 of 3 training examples rounds to 0)",
+        "fine-tuning needs it", "pass data.corpus.val_fraction=0.33 or more"]
+
+
+@case
+def header_only_test_file(tmp, ckpt):
+    train = write(tmp / "train.csv", "text,label\n" + "".join(f"w{i},{('pos', 'neg')[i % 2]}\n" for i in range(8)))
+    test = write(tmp / "test.csv", "text,label\n")
+    return "train.py", files_data(train, test), [
+        f"files: the test split is empty (the test file {test} holds no examples), and fine-tuning needs it",
+        "pass data.test=null to hold out part of the training set"]
+
+
+@case
+def no_text_to_pretrain_on(tmp, ckpt):
+    return "train.py", [*SMOKE, "mode=pretrain", "data.corpus.num_unlabeled=0", "data.corpus.num_train=0"], [
+        "synthetic: the pretraining text (unlabeled + train) is empty", "pretraining needs it",
+        "pass e.g. data.corpus.num_unlabeled=20000"]
+
+
 # --- checkpoints --------------------------------------------------------------------------------------------------
 
 def init_from(path: Path, *extra: str, init: str = "sa") -> list[str]:
@@ -212,9 +258,9 @@ def eval_pretraining_checkpoint_cannot_predict(tmp, ckpt):
 
 @case
 def eval_input_wrong_encoding(tmp, ckpt):
-    write(tmp / "in.txt", "s01 s02\ncafé s03\n", encoding="latin-1")
+    write(tmp / "in.txt", "s01 s02\ns03\ncafé s03\n", encoding="latin-1")
     return "eval.py", ["action=predict", f"ckpt_path={ckpt.clf}", "input=in.txt"], [
-        "in.txt is not valid utf-8", "pass the input's real encoding, e.g. encoding=latin-1"]
+        "in.txt, line 3 is not valid utf-8", "pass the input's real encoding, e.g. encoding=latin-1"]
 
 
 @case
@@ -284,6 +330,12 @@ def test_a_pickled_object_in_a_checkpoint_is_refused_unrun(outcomes, tmp_path):
     assert (tmp / "payload-ran").is_dir()
 
 
+def test_an_empty_split_stops_the_run_before_its_pretraining(outcomes):
+    """An init=sa fine-tune with no test examples is refused up front, not after pretraining its weights."""
+    _, _, tmp = outcomes["empty_test_split"]
+    assert not list((tmp / "logs").rglob("*.ckpt"))
+
+
 # --- safe loading: every checkpoint the pipeline writes loads with weights_only=True --------------------------------
 
 PRIMITIVES = (str, int, float, bool, type(None), torch.Tensor, torch.Size)
@@ -348,7 +400,9 @@ def test_synthetic_settings_that_cannot_work(make_cfg):
     for override, message in [
             ("data.corpus.num_classes=3", r"num_topics=4 must be a multiple of data.corpus.num_classes=3 .*pass e\.g\. "
                                           r"data.corpus.num_classes=2"),
-            ("data.corpus.min_len=0", r"min_len=0 .*a sequence of length 0\); pass e\.g\. data.corpus.min_len=1")]:
+            ("data.corpus.min_len=0", r"min_len=0 .*a sequence of length 0\); pass e\.g\. data.corpus.min_len=1"),
+            ("data.corpus.num_val=-1", r"num_val=-1 is not a number of sequences \(an integer >= 0\); pass e\.g\. "
+                                       r"data.corpus.num_val=1000")]:
         with pytest.raises(SemiseqError, match=message):
             pipeline.build_corpus(make_cfg("experiment=smoke", override))
 
@@ -368,6 +422,44 @@ def test_checkpoints_of_another_kind_or_no_checkpoint_at_all(ckpt, make_cfg, tmp
         load(write(tmp_path / "notes.ckpt", "not weights\n"))
     with pytest.raises(TransferError, match=r"is a folder; pass the \.ckpt file in it"):
         load(tmp_path)
+
+
+def test_seeds_must_be_integers(make_cfg):
+    """Every seed the config passes on (fine-tuning, pretraining, the data's), refused before int() or numpy sees it."""
+    from semiseq import cli
+
+    cli.check(make_cfg("seed=4294967295", "pretrain.seed=0"))
+    for override in ("pretrain.seed=abc", "data.corpus.seed=x", "seed=-1", "seed=1.5", "seed=4294967296", "seed=null"):
+        key = override.partition("=")[0]
+        with pytest.raises(SemiseqError, match=rf"^{key}=.* is not an integer from 0 to 2\*\*32 - 1; pass e\.g\. "
+                                               rf"{key}=0$"):
+            cli.check(make_cfg(override))
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        with pytest.raises(SemiseqError, match=r"^data.corpus.seed='x' is not an integer"):
+            cli.check(compose("eval", overrides=["data.corpus.seed=x"]), cli.EVAL_VALUES)
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl", ".csv"])
+def test_a_byte_that_does_not_decode_is_named_by_its_line(tmp_path, suffix):
+    """The reader decodes chunks of 8192 bytes, ahead of the lines it hands out: the line named is the byte's, near
+    the start of a file and in every row around the end of the first chunk (Windows line ends, and a CSV field over
+    two lines, which the CSV reader may be halfway through when the chunk fails)."""
+    from semiseq.inference import open_texts
+
+    row = {".txt": "s01 s02", ".jsonl": '{"text": "s01 s02"}', ".csv": '"s01\r\ns02",x'}[suffix]
+    header = ["text,label"] if suffix == ".csv" else []
+    near = (8192 - len("".join(header))) // (len(row) + 2)  # the row at the chunk's end
+    for shift in range(len(row) + 2):  # the first row longer by `shift`: the chunk ends at every place of a row
+        for bad in (3, *range(near - 2, near + 2)):
+            rows = [row.replace("s01", "s01" + " " * shift)] + [row] * (near + 5)
+            rows[bad - 1] = row.replace("s02", "café")
+            data = "\r\n".join(header + rows).encode("latin-1")
+            at = data[:data.index(b"\xe9")].count(b"\n") + 1  # its line (a CSV row takes two)
+            path = tmp_path / f"in{suffix}"
+            path.write_bytes(data)
+            with pytest.raises(SemiseqError, match=rf"in{suffix}, line {at} is not valid utf-8 \(invalid "
+                                                   r"continuation byte\); pass the input's real encoding"):
+                list(open_texts(path))
 
 
 def test_an_unreadable_row_of_texts_to_predict_names_its_line(tmp_path):

@@ -56,3 +56,29 @@ def test_empty_sequence_is_refused_clearly():
     data = Sequences.from_lists([[3], []])
     with pytest.raises(ValueError, match="length 0"):
         collate([data[0], data[1]])
+
+
+def test_each_stage_refuses_only_the_empty_splits_it_reads():
+    """Pretraining reads unlabeled + train text and validation, fine-tuning train, validation and test, testing the
+    test split: an empty split stops the stage that needs it (before its loop), and no other."""
+    from semiseq import SemiseqError
+    from semiseq.data import SequenceDataModule
+
+    def setup(task, stage="fit", **sizes):
+        SequenceDataModule(make_corpus(**{**SMALL, **sizes}), task, batch_size=8).setup(stage)
+
+    setup("pretrain", num_train=0, num_test=0)  # unlabeled text is enough to pretrain on
+    setup("pretrain", num_unlabeled=0)  # and so is the training text
+    setup("classify", "test", num_train=0, num_val=0)  # eval.py action=test reads the test split only
+    setup("classify", num_unlabeled=0)
+    for task, stage, sizes, message in [
+            ("classify", "fit", dict(num_train=0), r"the train split is empty \(data.corpus.num_train=0\), and "
+                                                   r"fine-tuning needs it; pass e.g. data.corpus.num_train=200"),
+            ("joint", "fit", dict(num_val=0), r"the validation split is empty .*joint training needs it"),
+            ("classify", "fit", dict(num_test=0), r"the test split is empty .*fine-tuning needs it"),
+            ("classify", "test", dict(num_test=0), r"the test split is empty .*testing needs it"),
+            ("pretrain", "fit", dict(num_val=0), r"the validation split is empty .*pretraining needs it"),
+            ("pretrain", "fit", dict(num_unlabeled=0, num_train=0),
+             r"the pretraining text \(unlabeled \+ train\) is empty .*pass e.g. data.corpus.num_unlabeled=20000")]:
+        with pytest.raises(SemiseqError, match=f"^synthetic: {message}"):
+            setup(task, stage, **sizes)

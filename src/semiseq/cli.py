@@ -73,7 +73,9 @@ def _close(name: str, options: list[str], prefix: str = "") -> str:
 
 
 # key: (what it must be, an example value). "?" means null is allowed too.
+SEEDS = {"data.corpus.seed": ("seed", 0)}  # the data's own (synthetic corpus, validation split), in every data config
 TRAIN_VALUES = {
+    "seed": ("seed", 0), "pretrain.seed": ("seed", 0), **SEEDS,  # seed first: pretrain.seed defaults to ${seed}
     "pretrain.max_steps": ("int", 600), "pretrain.batch_size": ("int", 64), "pretrain.val_every_n_steps": ("int", 200),
     "pretrain.tbptt_steps": ("int?", 400), "pretrain.lr": ("positive", 3e-3), "pretrain.weight_decay": ("number", 0.0),
     "pretrain.grad_clip": ("number?", 5.0),
@@ -86,10 +88,10 @@ TRAIN_VALUES = {
     "model.head_dropout": ("fraction", 0.5), "mode.weight": ("number", 1.0), "mode.text_batch_size": ("int?", 64),
     "trainer.log_every_n_steps": ("int", 10), "threads": ("int?", 1),
 }
-EVAL_VALUES = {"batch_size": ("int", 256), "threads": ("int?", 1)}
+EVAL_VALUES = {"batch_size": ("int", 256), "threads": ("int?", 1), **SEEDS}
 CHOICES = {"model.readout": ("last", "linear_gain"), "model.softmax": ("full", "adaptive")}
 MEANING = {"int": "a positive integer", "positive": "a positive number", "number": "a number >= 0",
-           "fraction": "a number in [0, 1)"}
+           "fraction": "a number in [0, 1)", "seed": "an integer from 0 to 2**32 - 1"}
 
 
 def check(cfg: DictConfig, values: dict[str, tuple[str, object]] = TRAIN_VALUES) -> None:
@@ -107,7 +109,8 @@ def check(cfg: DictConfig, values: dict[str, tuple[str, object]] = TRAIN_VALUES)
         base = kind.rstrip("?")
         number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         ok = number and {"int": isinstance(value, int) and value > 0, "positive": value > 0,
-                         "number": value >= 0, "fraction": 0 <= value < 1}[base]
+                         "number": value >= 0, "fraction": 0 <= value < 1,
+                         "seed": isinstance(value, int) and 0 <= value < 2**32}[base]  # numpy's and Lightning's range
         if not ok:
             raise SemiseqError(f"{key}={value!r} is not {MEANING[base]}{' or null' if kind.endswith('?') else ''}; "
                                f"pass e.g. {key}={example}")

@@ -171,7 +171,7 @@ def open_texts(path: str | os.PathLike | None, text_column: str = "text",
 
 
 def _read(stream: io.TextIOBase, name: str, fmt: str, column: str, encoding: str) -> Iterator[tuple[int, str]]:
-    line = 0
+    line, reader = 0, None
     try:
         if fmt == "lines":
             for line, text in enumerate(stream, 1):
@@ -195,8 +195,9 @@ def _read(stream: io.TextIOBase, name: str, fmt: str, column: str, encoding: str
                                            f"{index + 1}); quote fields that contain the delimiter")
                     yield start, row[index]
     except UnicodeDecodeError as e:
-        raise SemiseqError(f"{name} is not valid {encoding} ({e.reason}; {line} lines were read before it); pass "
-                           "the input's real encoding, e.g. encoding=latin-1") from e
+        at = _undecodable_line(e, line if reader is None else reader.line_num, encoding)
+        raise SemiseqError(f"{name}, line {at} is not valid {encoding} ({e.reason}); pass the input's real "
+                           "encoding, e.g. encoding=latin-1") from e
     except csv.Error as e:
         raise SemiseqError(f"{name}, line {line + 1}: unreadable row ({e}); fix the quoting there") from e
     finally:
@@ -204,6 +205,13 @@ def _read(stream: io.TextIOBase, name: str, fmt: str, column: str, encoding: str
             stream.detach()  # leave sys.stdin itself open
         else:
             stream.close()
+
+
+def _undecodable_line(e: UnicodeDecodeError, lines_read: int, encoding: str) -> int:
+    """The line of the byte ``e`` failed on. The stream decodes a chunk of bytes at a time, ahead of the lines it
+    hands out, and the lines read so far all ended before that chunk (``e.object``): count the line breaks in the
+    chunk up to the byte."""
+    return lines_read + 1 + e.object[:e.start].decode(encoding, errors="replace").count("\n")
 
 
 def _json_text(line: str, where: str, column: str) -> str:

@@ -221,6 +221,9 @@ def run(cfg: DictConfig) -> float:
             torch.set_num_threads(cfg.threads)
             os.environ["OMP_NUM_THREADS"] = str(cfg.threads)  # else Lightning's DDP launcher sets cores / processes
         corpus = build_corpus(cfg)
+        task = {"pretrain": "pretrain", "joint": "joint"}.get(cfg.mode.name, "classify")
+        # an empty split stops the run now, not after a pretraining of its weights that may take hours
+        corpus.require(SequenceDataModule.NEEDS[task], SequenceDataModule.READERS[task])
         if cfg.mode.name == "pretrain":
             path = pretrain(cfg, corpus, cfg.model.objective, run_dir)
             if not runs.rank_zero():  # DDP: the first process caches and reports

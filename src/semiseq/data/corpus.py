@@ -93,6 +93,13 @@ class Joined(Dataset):
         return Joined([p.truncated(max_len) for p in self.parts])
 
 
+SPLIT_NAMES = {"train": "train split", "val": "validation split", "test": "test split",
+               "pretrain": "pretraining text (unlabeled + train)"}
+DEFAULT_FIX = {"train": "give the data labeled training examples",
+               "val": "hold out part of the training set for validation (data.corpus.val_fraction)",
+               "test": "give the data test examples", "pretrain": "give the data unlabeled or training texts"}
+
+
 @dataclass
 class Corpus:
     """Everything a run needs from a dataset. ``unlabeled`` may be empty; the vocabulary is built
@@ -107,6 +114,8 @@ class Corpus:
     class_names: list[str]
     tokenizer: dict = field(default_factory=lambda: {"level": "word", "lowercase": True, "punctuation": True})
     input_dim: int | None = None  # real-valued steps of this many features (pixel rows) instead of token ids
+    # split -> (what made it empty, the setting to change), from the builder: the error :meth:`require` raises
+    empty_hints: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         """Refuse what would fail later, deep in a training step: labels that are not class ids, empty sequences."""
@@ -137,6 +146,16 @@ class Corpus:
     def pretrain_text(self) -> Joined:
         """Unlabeled sequences plus the labeled training text: what pretraining may see."""
         return Joined([self.unlabeled, self.train])
+
+    def require(self, splits: tuple[str, ...], reader: str) -> None:
+        """Refuse an empty split among ``splits`` (``pretrain``: :meth:`pretrain_text`) that ``reader`` (a stage)
+        needs: with no examples it would train on nothing, or pick no best epoch, or test nothing."""
+        for split in splits:
+            if len(self.pretrain_text() if split == "pretrain" else getattr(self, split)):
+                continue
+            cause, fix = self.empty_hints.get(split, ("", DEFAULT_FIX[split]))
+            raise SemiseqError(f"{self.name}: the {SPLIT_NAMES[split]} is empty{f' ({cause})' if cause else ''}, and "
+                               f"{reader} needs it; {fix}")
 
 
 def collate(batch: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

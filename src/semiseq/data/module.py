@@ -65,6 +65,10 @@ class SequenceDataModule(L.LightningDataModule):
     a batch of ``text_batch_size`` pretraining texts (the epoch ends with the shorter of the two)."""
 
     TASKS = ("pretrain", "classify", "joint")
+    # The splits each task's fit reads ("pretrain": unlabeled + train text), refused up front when empty. A
+    # classifier is fitted to be tested: an empty test split then stops it before training, not after.
+    NEEDS = {"pretrain": ("pretrain", "val"), "classify": ("train", "val", "test"), "joint": ("train", "val", "test")}
+    READERS = {"pretrain": "pretraining", "classify": "fine-tuning", "joint": "joint training"}
 
     def __init__(self, corpus: Corpus, task: str, batch_size: int, eval_batch_size: int = 256,
                  max_len: int | None = None, bucket: bool = True, num_workers: int = 0, seed: int = 0,
@@ -80,6 +84,13 @@ class SequenceDataModule(L.LightningDataModule):
     @property
     def vocab(self):
         return self.corpus.vocab
+
+    def setup(self, stage: str) -> None:
+        """Lightning calls this before a fit, validation or test loop: refuse a split it needs that is empty."""
+        needs = {"fit": (self.NEEDS[self.task], self.READERS[self.task]), "validate": (("val",), "validation"),
+                 "test": (("test",), "testing")}
+        if stage in needs:
+            self.corpus.require(*needs[stage])
 
     def _loader(self, data: Sequences, train: bool, batch_size: int | None = None) -> DataLoader:
         data = data.truncated(self.max_len)

@@ -80,20 +80,51 @@ def make_corpus(source: Callable[[], Texts], name: str | None = None, unlabeled:
                     max_vocab, val_fraction, seed, name)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     if cache_dir is None:
-        return build()
-    entry = Path(cache_dir).expanduser() / f"{name or 'corpus'}-{digest}"
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(entry) + ".lock"):
-        corpus = _open(entry)
-        if corpus is None:
-            start = time.perf_counter()
-            corpus = build()
-            _store(corpus, entry, settings)
-            log.info("tokenised %s in %.1fs (%s tokens, vocabulary %d) -> %s", corpus.name,
-                     time.perf_counter() - start, f"{sum(int(s.offsets[-1]) for s in _splits(corpus)):,}",
-                     len(corpus.vocab), entry)
+        corpus = build()
+    else:
+        entry = Path(cache_dir).expanduser() / f"{name or 'corpus'}-{digest}"
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(entry) + ".lock"):
             corpus = _open(entry)
+            if corpus is None:
+                start = time.perf_counter()
+                corpus = build()
+                _store(corpus, entry, settings)
+                log.info("tokenised %s in %.1fs (%s tokens, vocabulary %d) -> %s", corpus.name,
+                         time.perf_counter() - start, f"{sum(int(s.offsets[-1]) for s in _splits(corpus)):,}",
+                         len(corpus.vocab), entry)
+                corpus = _open(entry)
+    corpus.empty_hints = _empty_hints(corpus, source, val_fraction)
     return corpus
+
+
+def _empty_hints(corpus: Corpus, source: Callable, val_fraction: float) -> dict[str, tuple[str, str]]:
+    """What left each split empty and the setting to change (see :meth:`Corpus.require`). The data configs pass each
+    argument of the source as ``data.<argument>`` (``data.test``, ``data.max_test``)."""
+    args = source.keywords if isinstance(source, partial) else {}
+    n = len(corpus.train) + len(corpus.val)  # training examples with tokens, before the validation split
+    held = f"data.corpus.val_fraction={val_fraction}"
+    if not n:
+        train = (("data.max_train=0", "pass e.g. data.max_train=null (all of them)") if args.get("max_train") == 0
+                 else ("no training text has a token", "check the training data and data.corpus.level/punctuation"))
+    else:
+        train = (f"{held} holds out all {n} training examples for validation",
+                 "lower data.corpus.val_fraction or add training examples")
+    if not val_fraction:
+        val = (held, "pass e.g. data.corpus.val_fraction=0.15")
+    else:
+        val = (f"{held} of {n} training examples rounds to 0",
+               f"pass data.corpus.val_fraction={1 / n:.2g} or more, or add training examples" if n > 1
+               else "add training examples")
+    if args.get("test"):
+        test = (f"the test file {args['test']} holds no examples",
+                "add examples to it, or pass data.test=null to hold out part of the training set")
+    elif args.get("max_test") == 0:
+        test = ("data.max_test=0", "pass e.g. data.max_test=null (all of them)")
+    else:
+        test = ("the data has no test examples", "check the data's test files (data.root)")
+    return {"train": train, "val": val, "test": test,
+            "pretrain": (f"no unlabeled texts, and {train[0]}", train[1])}
 
 
 def _build(source, unlabeled, unlabeled_root, unlabeled_sentences, data_dir, tokenizer, min_freq, max_vocab,
