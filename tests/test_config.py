@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from hydra.utils import instantiate
+from hydra.utils import get_class
 
 from semiseq import pipeline, runs
+from semiseq.tasks import OBJECTIVES
 
 from . import test_data_cifar, test_data_dbpedia, test_data_imdb, test_data_newsgroups, test_data_rt
 from .conftest import CONF, ROOT
@@ -56,13 +57,26 @@ def test_option_composes_and_instantiates(make_cfg, tmp_path, group, option):
     corpus = pipeline.build_corpus(cfg)
     assert (len(corpus.vocab) > 3 or corpus.input_dim) and len(corpus.train) > 0
     objective = cfg.init.name if cfg.init.name in ("sa", "lm") else cfg.model.objective
-    assert pipeline.build_pretrainer(cfg, corpus, objective).net is not None
-    assert pipeline.build_classifier(cfg, corpus).net is not None
+    pretrainer = pipeline.build_pretrainer(cfg, corpus, objective)
+    classifier = pipeline.build_classifier(cfg, corpus)
+    assert type(pretrainer.net) is OBJECTIVES[objective]
+    for task in (pretrainer, classifier):  # the networks the config describes, at its sizes
+        embedding, lstm = task.net.backbone.embedding, task.net.backbone.lstm
+        inputs = (embedding.in_features, embedding.out_features) if corpus.input_dim else (
+            embedding.num_embeddings, embedding.embedding_dim)
+        assert inputs == (corpus.input_dim or len(corpus.vocab), cfg.model.embed_dim)
+        assert (lstm.input_size, lstm.hidden_size, lstm.num_layers) == (cfg.model.embed_dim, cfg.model.hidden_dim,
+                                                                         cfg.model.num_layers)
+    _, hidden, _, dropout, out = classifier.net.head
+    assert (hidden.in_features, hidden.out_features, out.out_features) == (cfg.model.hidden_dim, cfg.model.head_dim,
+                                                                           corpus.num_classes)
+    assert dropout.p == cfg.model.head_dropout and classifier.hparams.readout == cfg.model.readout
+    assert (classifier.aux is not None) == (cfg.mode.name == "joint")
     loggers = runs.make_loggers(cfg, tmp_path, cfg.mode.name, ["test"])
     trainer = pipeline.build_trainer(cfg, tmp_path, loggers, [], max_steps=1)
     assert trainer.max_steps == 1
-    for name, conf in (cfg.get("callbacks") or {}).items():
-        assert instantiate(conf) is not None, name
+    for name, conf in (cfg.get("callbacks") or {}).items():  # each one the group names is in the trainer
+        assert any(isinstance(c, get_class(conf._target_)) for c in trainer.callbacks), name
     runs.finish_loggers(loggers)
 
 

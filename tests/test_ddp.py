@@ -27,6 +27,7 @@ from semiseq import SemiseqError, pipeline, runs
 from semiseq.data import BucketBatchSampler
 
 from .conftest import ROOT
+from .test_pipeline import recomputed_test_metrics
 
 DDP = ("trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu")
 
@@ -114,8 +115,12 @@ def test_bf16_mixed_trains_and_16_mixed_pretraining_is_refused(make_cfg, tmp_pat
     softmax: CPU autocast leaves its log_softmax in bf16 (CUDA's runs it in float32, as its code expects)."""
     cfg = make_cfg("experiment=smoke", "logger=none", "callbacks=none", "trainer.precision=bf16-mixed",
                    "pretrain.tbptt_steps=4", f"paths.cache_dir={tmp_path}/cache")
-    result = pipeline.finetune(cfg, pipeline.build_corpus(cfg), tmp_path / "run")
-    assert 0 <= result["test/acc"] <= 1 and np.isfinite(result["test/loss"])
+    corpus = pipeline.build_corpus(cfg)
+    result = pipeline.finetune(cfg, corpus, tmp_path / "run")
+    acc, loss = recomputed_test_metrics(result["best_checkpoint"], corpus, bf16=True)  # the tested weights, in bf16
+    assert result["test/acc"] == pytest.approx(acc, abs=1e-6) and result["test/loss"] == pytest.approx(loss, rel=1e-5)
+    _, fp32_loss = recomputed_test_metrics(result["best_checkpoint"], corpus)  # measured: 1.3e-4 relative apart
+    assert result["test/loss"] != pytest.approx(fp32_loss, rel=1e-5)  # the test itself ran under bf16 autocast
     # float16 with loss scaling: the pretrainer would clip scaled gradients (Lightning unscales them later)
     cfg = make_cfg("experiment=smoke", "logger=none", "trainer.precision=16-mixed", "mode=pretrain")
     with pytest.raises(SemiseqError, match="trainer.precision=16-mixed cannot pretrain with pretrain.grad_clip"):

@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from semiseq import pipeline
-from semiseq.data.corpus import Vocab
+from semiseq.data.corpus import Vocab, collate
 from semiseq.tasks import ClassifierTask, Pretrainer
 from semiseq.transfer import TransferError, load_backbone
 
@@ -104,11 +105,29 @@ def test_unsafe_or_broken_checkpoints_are_refused(smoke, sa_checkpoint, tmp_path
         load_backbone(pipeline.build_classifier(cfg, corpus), bad, corpus.vocab.itos)
 
 
-def test_finetune_from_random_and_from_checkpoint(smoke, sa_checkpoint, tmp_path):
+def recomputed_test_metrics(checkpoint: str, corpus, bf16: bool = False) -> tuple[float, float]:
+    """(test accuracy, mean test cross-entropy) of a saved classifier on the whole test split, computed here in
+    one batch without Lightning (``bf16``: under CPU bf16 autocast, as trainer.precision=bf16-mixed runs it)."""
+    task = ClassifierTask.load_from_checkpoint(checkpoint, weights_only=True).eval()
+    tokens, lengths, labels = collate([corpus.test[i] for i in range(len(corpus.test))])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = task(tokens, lengths).float()
+    return (logits.argmax(-1) == labels).double().mean().item(), F.cross_entropy(logits, labels).item()
+
+
+@pytest.mark.parametrize("init", ["random", "checkpoint"])
+def test_finetune_from_random_and_from_checkpoint(smoke, sa_checkpoint, tmp_path, init):
     cfg, corpus = smoke
-    cfg.init.name, cfg.init.checkpoint = "sa", str(sa_checkpoint)
+    if init == "checkpoint":
+        cfg.init.name, cfg.init.checkpoint = "sa", str(sa_checkpoint)
+    else:
+        cfg.init.name = "random"
     r = pipeline.finetune(cfg, corpus, tmp_path / "ft")
-    assert r["tensors_loaded"] == 5 and 0.0 <= r["test/acc"] <= 1.0
+    assert r["tensors_loaded"] == (5 if init == "checkpoint" else 0)
+    assert r["init_checkpoint"] == (str(sa_checkpoint) if init == "checkpoint" else "")
+    # the numbers reported are those of the best validation epoch's checkpoint on the test split
+    acc, loss = recomputed_test_metrics(r["best_checkpoint"], corpus)
+    assert r["test/acc"] == pytest.approx(acc, abs=1e-6) and r["test/loss"] == pytest.approx(loss, rel=1e-5)
     assert r["test/error"] == pytest.approx(100 * (1 - r["test/acc"]), abs=1e-3)
     assert Path(r["best_checkpoint"]).is_file() and (tmp_path / "ft" / "results.json").is_file()
     clf = ClassifierTask.load_from_checkpoint(r["best_checkpoint"], weights_only=True)
@@ -135,7 +154,8 @@ def test_cifar_rows_pretrain_with_l2_then_finetune(make_cfg, tmp_path, objective
     assert after < 0.8 * before, (before, after)
     r = pipeline.finetune(cfg, corpus, tmp_path / "ft")  # pretrains into the cache first
     assert r["tensors_loaded"] == 6  # the linear input layer's weight and bias + 4 LSTM tensors
-    assert 0.0 <= r["test/acc"] <= 1.0
+    acc, loss = recomputed_test_metrics(r["best_checkpoint"], corpus)  # the best epoch's weights were tested
+    assert r["test/acc"] == pytest.approx(acc, abs=1e-6) and r["test/loss"] == pytest.approx(loss, rel=1e-5)
 
 
 def test_an_image_checkpoint_refuses_text_clearly(make_cfg, tmp_path):
