@@ -75,6 +75,17 @@ def test_nothing_is_checkpointed_after_an_unread_diverged_loss():
         callback.on_save_checkpoint(trainer, task, {})
 
 
+def test_a_non_finite_validation_loss_or_perplexity_stops_the_stage():
+    """val/ppl = exp(val/loss) is infinite past a loss of ~709, long before the loss itself overflows."""
+    callback, (trainer, task) = Divergence(), fake(step=400)
+    trainer.sanity_checking, trainer.state = False, SimpleNamespace(fn="fit")
+    trainer.callback_metrics = {"val/loss": torch.tensor(5.0), "val/ppl": torch.tensor(148.4)}
+    callback.on_validation_end(trainer, task)  # healthy
+    trainer.callback_metrics = {"val/loss": torch.tensor(2e31), "val/ppl": torch.tensor(float("inf"))}
+    with pytest.raises(SemiseqError, match=r"SA pretraining diverged at step 400: val/ppl is inf "):
+        callback.on_validation_end(trainer, task)
+
+
 def run_train(tmp: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, SEMISEQ_LOG_DIR=str(tmp / "logs"), WANDB_MODE="offline", OMP_NUM_THREADS="1")
     env.pop("HYDRA_FULL_ERROR", None)

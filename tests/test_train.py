@@ -73,3 +73,16 @@ def test_unreachable_download_says_where_to_put_the_file(tmp_path):
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "semiseq: error: could not download https://www.cs.cornell.edu" in out.stderr
     assert f"place it at {tmp_path}/dl/rt/rt-polaritydata.tar.gz" in out.stderr
+
+
+def test_without_a_terminal_progress_is_a_log_line_per_validation_or_epoch(tmp_path):
+    """Output to a file or pipe (nohup, SLURM, CI): no bar redrawn into the log, but one line per pretraining
+    validation (every pretrain.val_every_n_steps=4 of 8 steps) and one per fine-tuning epoch (2), each with its
+    metrics."""
+    out = train(tmp_path, "logger=none", "init=sa", "trainer.enable_progress_bar=true")
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = [line.split("] - ", 1)[1] for line in out.stdout.splitlines() if "[semiseq.callbacks]" in line]
+    assert [line.split(",")[0:2] for line in lines] == [["epoch 0", " step 4"], ["epoch 0", " step 8"],
+                                                        ["epoch 0", " step 3"], ["epoch 1", " step 6"]], lines
+    assert all("val/loss" in line for line in lines) and "val/ppl" in lines[0] and "train/acc" in lines[2], lines
+    assert "it/s" not in out.stdout + out.stderr and "\r" not in out.stdout + out.stderr  # no tqdm bar

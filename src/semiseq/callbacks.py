@@ -113,11 +113,13 @@ class LineProgress(ProgressBar):
         self._start = time.perf_counter()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.training and trainer.check_val_every_n_epoch is None and not trainer.sanity_checking:
+        if trainer.state.fn == "fit" and trainer.check_val_every_n_epoch is None and not trainer.sanity_checking:
             self._line(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._epoch_done = True  # written once the module's own epoch-end hook (after this one) has logged
+        # a stage that validates every N steps has its lines; else one per epoch, written once the module's own
+        # epoch-end hook (which runs after this one) has logged the epoch's training metrics
+        self._epoch_done = trainer.check_val_every_n_epoch is not None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._epoch_done:

@@ -1,9 +1,8 @@
 """20 Newsgroups, "bydate" version: 11,314 train / 7,532 test Usenet posts in 20 newsgroup folders.
 
 Every post is kept, so the counts match published results. A post whose text is blank (with
-``headers="strip"``, one whose body after the header block is empty or white space: 18 train and
-16 test posts) becomes its Subject header, as written (``Re:`` included, folded lines joined by one
-space); a post whose subject is missing or has no letter or digit becomes ``"(no subject)"``, so every
+``headers="strip"``, one whose body after the header block is empty or white space) becomes its
+Subject header, as written (``Re:`` included, folded lines joined by one space); a post whose subject is missing or has no letter or digit becomes ``"(no subject)"``, so every
 post gives at least one token under any tokeniser setting.
 """
 

@@ -10,6 +10,8 @@ the transitions; a few hundred labels are too few to learn them from scratch.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from semiseq import SemiseqError
@@ -41,9 +43,6 @@ def sample(rng: np.random.Generator, chains: np.ndarray, n: int, min_len: int, m
     return [s[:length] for s, length in zip(seqs, lengths)], topics % num_classes
 
 
-DEFAULTS = dict(num_unlabeled=20000, num_train=200, num_val=1000, num_test=1000)  # make_corpus's, for error messages
-
-
 def make_corpus(seed: int = 0, num_topics: int = 16, num_symbols: int = 32, mix: int = 2, noise: float = 0.1,
                 min_len: int = 20, max_len: int = 60, num_classes: int = 2, num_unlabeled: int = 20000,
                 num_train: int = 200, num_val: int = 1000, num_test: int = 1000) -> Corpus:
@@ -56,10 +55,11 @@ def make_corpus(seed: int = 0, num_topics: int = 16, num_symbols: int = 32, mix:
         raise SemiseqError(f"data.corpus.min_len={min_len} and max_len={max_len} must satisfy 1 <= min_len <= max_len "
                            "(an LSTM cannot read a sequence of length 0); pass e.g. data.corpus.min_len=1")
     counts = dict(num_unlabeled=num_unlabeled, num_train=num_train, num_val=num_val, num_test=num_test)
+    defaults = {k: p.default for k, p in inspect.signature(make_corpus).parameters.items()}  # for the messages
     for key, n in counts.items():
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise SemiseqError(f"data.corpus.{key}={n!r} is not a number of sequences (an integer >= 0); pass e.g. "
-                               f"data.corpus.{key}={DEFAULTS[key]}")
+                               f"data.corpus.{key}={defaults[key]}")
     rng = np.random.default_rng(seed)
     chains = topic_chains(rng, num_topics, num_symbols, mix, noise)
     offset = len(SPECIALS)  # symbol s is token id s + 3
@@ -70,9 +70,9 @@ def make_corpus(seed: int = 0, num_topics: int = 16, num_symbols: int = 32, mix:
 
     unlabeled, train, val, test = split(num_unlabeled, False), split(num_train), split(num_val), split(num_test)
     vocab = Vocab(SPECIALS + [f"s{i:02d}" for i in range(num_symbols)])
-    hints = {split: (f"data.corpus.{key}=0", f"pass e.g. data.corpus.{key}={DEFAULTS[key]}")
+    hints = {split: (f"data.corpus.{key}=0", f"pass e.g. data.corpus.{key}={defaults[key]}")
              for split, key in (("train", "num_train"), ("val", "num_val"), ("test", "num_test"))}
     hints["pretrain"] = ("data.corpus.num_unlabeled=0 and data.corpus.num_train=0",
-                         f"pass e.g. data.corpus.num_unlabeled={DEFAULTS['num_unlabeled']}")
+                         f"pass e.g. data.corpus.num_unlabeled={defaults['num_unlabeled']}")
     return Corpus("synthetic", vocab, train, val, test, unlabeled, [f"class{c}" for c in range(num_classes)],
                   empty_hints=hints)
