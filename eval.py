@@ -27,16 +27,17 @@ def run_test(cfg: DictConfig, model: "Model", run_dir: Path) -> None:
     """Run the test loop on the data's test split; print and log the result, write eval.json."""
     from hydra.utils import instantiate
 
-    from semiseq import inference, pipeline, runs
+    from semiseq import inference, pipeline, tracking
+    from semiseq.atomic import write_json
 
     with open_dict(cfg):  # the checkpoint's network, for the loggers (wandb tags it) and the logged config
         cfg.model = dict(model.task.hparams)
     corpus = pipeline.build_corpus(cfg)
-    loggers = runs.make_loggers(cfg, run_dir, "eval", [corpus.name, f"checkpoint:{Path(model.path).name}"])
+    loggers = tracking.make_loggers(cfg, run_dir, "eval", [corpus.name, f"checkpoint:{Path(model.path).name}"])
     trainer = instantiate(cfg.trainer, _partial_=True, default_root_dir=str(run_dir), logger=loggers or False)
     r = inference.evaluate(model, corpus, trainer, cfg.batch_size)
-    runs.write_json(run_dir / "eval.json", r)
-    runs.finish_loggers(loggers)
+    write_json(run_dir / "eval.json", r)
+    tracking.finish_loggers(loggers)
     log.info("confusion matrix (rows: true class, columns: predicted):\n%s",
              confusion_table(r["class_names"], r["confusion_matrix"]))
     print(f"[semiseq] {corpus.name} test: accuracy {100 * r['test/acc']:.2f}% (error {r['test/error']:.2f}%) on "

@@ -118,7 +118,9 @@ def child(variant: str, docs: int, cache: str, max_len: int, steps: int) -> dict
         def truncated(self, max_len):
             return Lists(self.seqs, max_len)
 
-    task = Pretrainer("sa", vocab_size=VOCAB, embed_dim=32, hidden_dim=64, softmax="adaptive", lr=1e-3)
+    task = Pretrainer("sa", "semiseq.objectives.sa.SequenceAutoencoder", vocab_size=VOCAB,
+                      backbone={"embed_dim": 32, "hidden_dim": 64}, output={"softmax": "adaptive", "cutoffs": [2000, 10000]},
+                      lr=1e-3)
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, max_epochs=-1, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         num_sanity_val_steps=0, limit_val_batches=0, callbacks=[Sample()])

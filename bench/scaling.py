@@ -2,7 +2,7 @@
 
     python bench/scaling.py [--parts a,b,c,d] [--min-time 1.5] [--threads 1] [--paper] [--quick]
 
-Every point trains semiseq's SA-LSTM (``semiseq.nets.SequenceAutoencoder``, as ``Pretrainer.training_step``
+Every point trains semiseq's SA-LSTM (``semiseq.objectives.sa.SequenceAutoencoder``, as ``Pretrainer.training_step``
 runs it: ``window_losses`` window by window, then clip_grad_norm_ 5 and Adam) in a loop without Lightning
 (bench/train_speed.py measures Lightning's overhead: a few %), *paired* step by step with a bare PyTorch SA
 (nn.Embedding + nn.LSTM read over the padded batch, the same LSTM decoding from that state, full or adaptive
@@ -54,7 +54,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from semiseq.data import SequenceDataModule  # noqa: E402
 from semiseq.data.corpus import EOS, PAD  # noqa: E402
 from semiseq.data.synthetic import make_corpus  # noqa: E402
-from semiseq.nets import Backbone, SequenceAutoencoder  # noqa: E402
+from semiseq.nets import Backbone  # noqa: E402
+from semiseq.objectives.sa import SequenceAutoencoder  # noqa: E402
 
 CUTOFFS = (4000, 20000, 50000)  # conf/model/paper_lstm.yaml
 DIV = 4.0  # semiseq's AdaptiveLogSoftmaxWithLoss div_value

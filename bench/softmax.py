@@ -28,7 +28,8 @@ from torch import nn  # noqa: E402
 
 from semiseq.data import PAD, BucketBatchSampler, collate  # noqa: E402
 from semiseq.data.prepare import make_corpus  # noqa: E402
-from semiseq.nets import Backbone, LanguageModel, teacher_forcing  # noqa: E402
+from semiseq.nets import Backbone  # noqa: E402
+from semiseq.objectives.lm import LanguageModel, teacher_forcing  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

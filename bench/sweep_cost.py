@@ -2,7 +2,7 @@
 
     python bench/sweep_cost.py [--sizes 1,3,6] [--naive 3] [--pretrain-steps 150] [--epochs 3] [--quick]
 
-Each sweep is the real entry point, ``python train.py -m init=sa seed=0,..,N-1 pretrain.seed=0``, on a small
+Each sweep is the real entry point, ``python train.py -m objective=sa seed=0,..,N-1 pretrain.seed=0``, on a small
 synthetic corpus (4,000 unlabeled sequences, 200 labels; E=32, H=128 as conf/model/sa_lstm.yaml), with a
 fresh ``SEMISEQ_LOG_DIR`` (so an empty pretrained-weights cache) per sweep. Pinning ``pretrain.seed`` makes
 every job's pretraining config the same: the first job pretrains and stores the weights, the others find
@@ -38,7 +38,7 @@ SETTINGS = ["data.corpus.num_unlabeled=4000", "pretrain.val_every_n_steps=100000
 
 def sweep(n: int, pin: bool, args, log_dir: Path) -> dict:
     """Run one ``train.py -m`` sweep of n seeds; returns its wall time and what it left behind."""
-    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "init=sa", f"seed={','.join(map(str, range(n)))}",
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "objective=sa", f"seed={','.join(map(str, range(n)))}",
            f"name=sweep{n}", f"pretrain.max_steps={args.pretrain_steps}", f"finetune.max_epochs={args.epochs}",
            *SETTINGS, *(["pretrain.seed=0"] if pin else [])]
     env = {**os.environ, "SEMISEQ_LOG_DIR": str(log_dir), "PYTHONWARNINGS": "ignore"}
@@ -68,7 +68,7 @@ def main() -> None:
     sizes = [int(n) for n in args.sizes.split(",")]
     if args.quick:
         sizes, args.naive, args.pretrain_steps, args.epochs = [1, 2], 2, 40, 1
-    print(f"train.py -m init=sa seed=0..N-1 pretrain.seed=0 {' '.join(SETTINGS)} pretrain.max_steps="
+    print(f"train.py -m objective=sa seed=0..N-1 pretrain.seed=0 {' '.join(SETTINGS)} pretrain.max_steps="
           f"{args.pretrain_steps} finetune.max_epochs={args.epochs}\n{os.cpu_count()} CPUs shared with other jobs, "
           f"load average {os.getloadavg()[0]:.2f}; each sweep one process, jobs in turn (Hydra's basic launcher)",
           flush=True)

@@ -43,7 +43,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported
 
 import argparse
-import inspect
 import logging
 import statistics
 import subprocess
@@ -65,7 +64,9 @@ import lightning as L
 from semiseq.data import SequenceDataModule
 from semiseq.data.corpus import EOS, PAD, Corpus, Sequences, Vocab
 from semiseq.data.synthetic import make_corpus
-from semiseq.nets import Backbone, Classifier, LanguageModel, SequenceAutoencoder, token_loss
+from semiseq.nets import Backbone, Classifier
+from semiseq.objectives.lm import LanguageModel
+from semiseq.objectives.sa import SequenceAutoencoder
 from semiseq.tasks import ClassifierTask, Pretrainer
 
 # The recipes of conf/train.yaml and conf/model/sa_lstm.yaml.
@@ -126,18 +127,14 @@ class Batches:
 
 # ----------------------------------------------------------------------------------- the models
 def semiseq_task(model: str, vocab: int, args, classes: int) -> L.LightningModule:
-    net = {"vocab_size": vocab, "embed_dim": args.embed, "hidden_dim": args.hidden}
+    net = {"vocab_size": vocab, "backbone": {"embed_dim": args.embed, "hidden_dim": args.hidden}}
     if model == "clf":
-        return ClassifierTask(classes, head_dim=HEAD_DIM, head_dropout=HEAD_DROPOUT, lr=FINETUNE["lr"],
-                              head_lr=FINETUNE["head_lr"], **net)
-    return Pretrainer(model, lr=PRETRAIN["lr"], **net, **accepted(Pretrainer, grad_clip=PRETRAIN["grad_clip"],
-                                                                 tbptt_steps=args.tbptt, softmax=args.softmax))
-
-
-def accepted(fn, **kwargs) -> dict:
-    """The keyword arguments ``fn`` takes (semiseq's signatures grow; older versions ignore new options)."""
-    params = inspect.signature(fn).parameters
-    return {k: v for k, v in kwargs.items() if k in params}
+        return ClassifierTask(classes, head={"hidden_dim": HEAD_DIM, "dropout": HEAD_DROPOUT, "readout": "last"},
+                              lr=FINETUNE["lr"], head_lr=FINETUNE["head_lr"], **net)
+    network = SequenceAutoencoder if model == "sa" else LanguageModel
+    return Pretrainer(model, f"{network.__module__}.{network.__qualname__}", lr=PRETRAIN["lr"], **net,
+                      output={"softmax": args.softmax, "cutoffs": [2000, 10000]}, grad_clip=PRETRAIN["grad_clip"],
+                      tbptt_steps=args.tbptt)
 
 
 def semiseq_net(model: str, vocab: int, args, classes: int) -> nn.Module:
@@ -145,7 +142,7 @@ def semiseq_net(model: str, vocab: int, args, classes: int) -> nn.Module:
     if model == "clf":
         return Classifier(backbone, classes, HEAD_DIM, HEAD_DROPOUT)
     cls = SequenceAutoencoder if model == "sa" else LanguageModel
-    return cls(backbone, 0.0, **accepted(cls, softmax=args.softmax))
+    return cls(backbone, 0.0, softmax=args.softmax)
 
 
 def nets_backward(model: str, net: nn.Module, batch, window: int | None) -> torch.Tensor:
@@ -161,7 +158,8 @@ def nets_backward(model: str, net: nn.Module, batch, window: int | None) -> torc
             total = total + part.detach()
         return total / count
     else:
-        loss = token_loss(*net(tokens, lengths))[0]
+        logits, targets = net(tokens, lengths)
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=PAD)
     loss.backward()
     return loss
 
@@ -432,7 +430,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--tbptt", type=int, default=None, help="pretrain.tbptt_steps (bare hand ignores it)")
     parser.add_argument("--softmax", default="full", choices=["full", "adaptive"],
-                        help="model.softmax for pretraining (bare hand: always full)")
+                        help="model.output.softmax for pretraining (bare hand: always full)")
     parser.add_argument("--models", default="sa,lm,clf", help="comma-separated: sa, lm, clf")
     parser.add_argument("--explain", action="store_true", help="also time semiseq with parts changed")
     parser.add_argument("--seed", type=int, default=0)

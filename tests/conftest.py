@@ -28,6 +28,21 @@ def make_cfg(tmp_path):
     return _make
 
 
+def make_objective(name: str):
+    """The objective conf/objective/<name>.yaml builds (None for none)."""
+    from omegaconf import OmegaConf
+
+    from semiseq import objectives
+
+    return objectives.build(OmegaConf.load(CONF / "objective" / f"{name}.yaml"))
+
+
+def read_json(path) -> dict:
+    import json
+
+    return json.loads(Path(path).read_text())
+
+
 @pytest.fixture(autouse=True)
 def _no_shared_wandb_service():
     """A wandb run made in this process starts a wandb service and exports WANDB_SERVICE; train.py

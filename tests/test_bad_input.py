@@ -21,11 +21,11 @@ from hydra import compose, initialize_config_dir
 from semiseq import SemiseqError, pipeline
 from semiseq.transfer import TransferError, load_backbone
 
-from .conftest import CONF, ROOT
+from .conftest import CONF, ROOT, make_objective
 
 WORKERS = min(4, os.cpu_count() or 1)  # subprocesses at a time
 SMOKE = ("experiment=smoke", "logger=none")
-TINY = ("logger=none", "init=random", "model.embed_dim=8", "model.hidden_dim=16", "model.head_dim=16",
+TINY = ("logger=none", "objective=none", "model.backbone.embed_dim=8", "model.backbone.hidden_dim=16", "model.head.hidden_dim=16",
         "finetune.max_epochs=1", "trainer.enable_progress_bar=false")  # data other than synthetic: no experiment=smoke
 
 CASES = {}
@@ -63,7 +63,7 @@ class Payload:
 @case
 def unknown_group_option(tmp, ckpt):
     return "train.py", [*SMOKE, "model=nope"], ["model=nope is not an option",
-                                                "choose model= one of lm_lstm, paper_lstm, sa_lstm"]
+                                                "choose model= one of lstm, paper_lstm"]
 
 
 @case
@@ -168,7 +168,7 @@ def no_training_examples(tmp, ckpt):
 
 @case
 def empty_test_split(tmp, ckpt):
-    return "train.py", [*SMOKE, "init=sa", "data.corpus.num_test=0"], [
+    return "train.py", [*SMOKE, "objective=sa", "data.corpus.num_test=0"], [
         "synthetic: the test split is empty (data.corpus.num_test=0), and fine-tuning needs it",
         "pass e.g. data.corpus.num_test=1000"]
 
@@ -201,7 +201,7 @@ def no_text_to_pretrain_on(tmp, ckpt):
 # --- checkpoints --------------------------------------------------------------------------------------------------
 
 def init_from(path: Path, *extra: str, init: str = "sa") -> list[str]:
-    return [*SMOKE, f"init={init}", f"init.checkpoint={path}", *extra]
+    return [*SMOKE, f"objective={init}", f"init.checkpoint={path}", *extra]
 
 
 @case
@@ -230,7 +230,7 @@ def checkpoint_with_pickled_object(tmp, ckpt):
 @case
 def init_from_a_classifier(tmp, ckpt):
     return "train.py", init_from(ckpt.clf), [f"checkpoint {ckpt.clf} holds a fine-tuned classifier, not SA-LSTM",
-                                             "pass a checkpoint of SA-LSTM pretraining weights"]
+                                             "pass a pretraining checkpoint"]
 
 
 @case
@@ -242,7 +242,7 @@ def vocabulary_mismatch(tmp, ckpt):
 
 @case
 def shape_mismatch(tmp, ckpt):
-    return "train.py", init_from(ckpt.sa, "model.hidden_dim=24"), [
+    return "train.py", init_from(ckpt.sa, "model.backbone.hidden_dim=24"), [
         f"shape mismatch for net.backbone.lstm.weight_ih_l0: checkpoint {ckpt.sa} has (64, 8), the model has (96, 8)",
         "use the same model.* sizes as for pretraining"]
 
@@ -281,9 +281,9 @@ def smoke_cfg(tmp: Path, *overrides: str):
 def ckpt(tmp_path_factory) -> SimpleNamespace:
     """SA and LM pretraining checkpoints and a classifier fine-tuned from the SA one, as `experiment=smoke` makes."""
     tmp = tmp_path_factory.mktemp("checkpoints")
-    cfg = smoke_cfg(tmp, "init=sa")
+    cfg = smoke_cfg(tmp, "objective=sa")
     corpus = pipeline.build_corpus(cfg)
-    sa, lm = (pipeline.pretrain(cfg, corpus, objective, tmp / objective) for objective in ("sa", "lm"))
+    sa, lm = (make_objective(objective).pretrain(cfg, corpus, tmp / objective) for objective in ("sa", "lm"))
     cfg.init.checkpoint = str(sa)
     results = pipeline.finetune(cfg, corpus, tmp / "clf")
     return SimpleNamespace(sa=str(sa), lm=str(lm), clf=results["best_checkpoint"], tmp=tmp, results=results)
@@ -331,7 +331,7 @@ def test_a_pickled_object_in_a_checkpoint_is_refused_unrun(outcomes, tmp_path):
 
 
 def test_an_empty_split_stops_the_run_before_its_pretraining(outcomes):
-    """An init=sa fine-tune with no test examples is refused up front, not after pretraining its weights."""
+    """An objective=sa fine-tune with no test examples is refused up front, not after pretraining its weights."""
     _, _, tmp = outcomes["empty_test_split"]
     assert not list((tmp / "logs").rglob("*.ckpt"))
 
@@ -351,7 +351,7 @@ def only_primitives(value, where: str = "") -> list[str]:
 
 
 def test_every_checkpoint_the_pipeline_writes_loads_with_weights_only(ckpt):
-    cfg = smoke_cfg(ckpt.tmp, "init=word2vec")
+    cfg = smoke_cfg(ckpt.tmp, "objective=word2vec")
     word2vec = pipeline.init_checkpoint(cfg, pipeline.build_corpus(cfg), ckpt.tmp / "w2v")
     paths = [Path(ckpt.sa), Path(ckpt.sa).with_name("last.ckpt"), Path(ckpt.lm), Path(ckpt.clf),
              Path(ckpt.clf).with_name("last.ckpt"), word2vec]  # pretraining (final, periodic), classifier, word2vec
@@ -412,10 +412,11 @@ def test_checkpoints_of_another_kind_or_no_checkpoint_at_all(ckpt, make_cfg, tmp
     corpus = pipeline.build_corpus(cfg)
 
     def load(path, init="sa"):
-        return load_backbone(pipeline.build_classifier(cfg, corpus), path, corpus.vocab.itos, corpus.name, init)
+        return load_backbone(pipeline.build_classifier(cfg, corpus), path, corpus.vocab.itos, corpus.name,
+                             make_objective(init))
 
-    with pytest.raises(TransferError, match=r"holds LM-LSTM pretraining weights, not SA-LSTM pretraining weights as "
-                                            r"init=sa asks; pass init=lm to start from it"):
+    with pytest.raises(TransferError, match=r"holds the weights of objective lm, not SA-LSTM pretraining weights as "
+                                            r"objective=sa asks; pass objective=lm to start from it"):
         load(ckpt.lm)
     assert load(ckpt.lm, "lm") == 5
     with pytest.raises(TransferError, match=r"is not a readable PyTorch checkpoint .*or another kind of file"):

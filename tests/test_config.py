@@ -7,18 +7,24 @@ import torch
 import yaml
 from hydra.utils import get_class
 
-from semiseq import pipeline, runs
-from semiseq.tasks import OBJECTIVES
+from semiseq import pipeline, stage, tracking
+from semiseq.objectives import NetworkObjective
 
-from . import test_data_cifar, test_data_dbpedia, test_data_imdb, test_data_newsgroups, test_data_rt
-from .conftest import CONF, ROOT
+from . import (
+    test_data_cifar,
+    test_data_dbpedia,
+    test_data_imdb,
+    test_data_newsgroups,
+    test_data_rt,
+)
+from .conftest import CONF, ROOT, make_objective
 
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 
 
 def test_every_group_has_options():
-    assert {"data", "model", "init", "mode", "trainer", "logger", "callbacks", "paths", "experiment"} <= set(GROUPS)
+    assert {"data", "model", "objective", "mode", "trainer", "logger", "callbacks", "paths", "experiment"} <= set(GROUPS)
 
 
 def tiny_files(tmp_path: Path) -> str:
@@ -48,7 +54,7 @@ def test_option_composes_and_instantiates(make_cfg, tmp_path, group, option):
         overrides.append("trainer.accelerator=cpu")
     if group == "data" and option != "synthetic":  # the smoke experiment's corpus settings are synthetic's
         overrides = [f"data={option}", *DATA_FILES[option](tmp_path), f"paths.data_dir={tmp_path}/downloads",
-                     "model.embed_dim=8", "model.hidden_dim=16", "model.head_dim=16"]
+                     "model.backbone.embed_dim=8", "model.backbone.hidden_dim=16", "model.head.hidden_dim=16"]
     cfg = make_cfg(*overrides)
     if group == "experiment" and cfg.data.name != "synthetic":  # a paper table's data, from small files
         unsup = cfg.data.get("unlabeled")
@@ -56,35 +62,37 @@ def test_option_composes_and_instantiates(make_cfg, tmp_path, group, option):
         cfg = make_cfg(*overrides, *DATA_FILES[cfg.data.name](tmp_path), f"paths.data_dir={tmp_path}/downloads", *extra)
     corpus = pipeline.build_corpus(cfg)
     assert (len(corpus.vocab) > 3 or corpus.input_dim) and len(corpus.train) > 0
-    objective = cfg.init.name if cfg.init.name in ("sa", "lm") else cfg.model.objective
-    pretrainer = pipeline.build_pretrainer(cfg, corpus, objective)
+    objective = pipeline.build_objective(cfg)
+    assert (objective.name if objective else "none") == cfg.objective.name
+    network = objective if isinstance(objective, NetworkObjective) else make_objective("sa")
+    pretrainer = network.task(cfg, corpus)
     classifier = pipeline.build_classifier(cfg, corpus)
-    assert type(pretrainer.net) is OBJECTIVES[objective]
+    assert type(pretrainer.net) is network.network and pretrainer.kind == network.name
     for task in (pretrainer, classifier):  # the networks the config describes, at its sizes
         embedding, lstm = task.net.backbone.embedding, task.net.backbone.lstm
         inputs = (embedding.in_features, embedding.out_features) if corpus.input_dim else (
             embedding.num_embeddings, embedding.embedding_dim)
-        assert inputs == (corpus.input_dim or len(corpus.vocab), cfg.model.embed_dim)
-        assert (lstm.input_size, lstm.hidden_size, lstm.num_layers) == (cfg.model.embed_dim, cfg.model.hidden_dim,
-                                                                         cfg.model.num_layers)
+        assert inputs == (corpus.input_dim or len(corpus.vocab), cfg.model.backbone.embed_dim)
+        assert (lstm.input_size, lstm.hidden_size, lstm.num_layers) == (cfg.model.backbone.embed_dim, cfg.model.backbone.hidden_dim,
+                                                                         cfg.model.backbone.num_layers)
     _, hidden, _, dropout, out = classifier.net.head
-    assert (hidden.in_features, hidden.out_features, out.out_features) == (cfg.model.hidden_dim, cfg.model.head_dim,
+    assert (hidden.in_features, hidden.out_features, out.out_features) == (cfg.model.backbone.hidden_dim, cfg.model.head.hidden_dim,
                                                                            corpus.num_classes)
-    assert dropout.p == cfg.model.head_dropout and classifier.hparams.readout == cfg.model.readout
+    assert dropout.p == cfg.model.head.dropout and classifier.hparams.head["readout"] == cfg.model.head.readout
     assert (classifier.aux is not None) == (cfg.mode.name == "joint")
-    loggers = runs.make_loggers(cfg, tmp_path, cfg.mode.name, ["test"])
-    trainer = pipeline.build_trainer(cfg, tmp_path, loggers, [], max_steps=1)
+    loggers = tracking.make_loggers(cfg, tmp_path, cfg.mode.name, ["test"])
+    trainer = stage.build_trainer(cfg, tmp_path, loggers, [], max_steps=1)
     assert trainer.max_steps == 1
     for name, conf in (cfg.get("callbacks") or {}).items():  # each one the group names is in the trainer
         assert any(isinstance(c, get_class(conf._target_)) for c in trainer.callbacks), name
-    runs.finish_loggers(loggers)
+    tracking.finish_loggers(loggers)
 
 
 # Each paper-table row as its own experiment: what the row's name promises, the config delivers.
-ROWS = {"lstm": ("random", "last", "finetune"), "word2vec": ("word2vec", "last", "finetune"),
+ROWS = {"lstm": ("none", "last", "finetune"), "word2vec": ("word2vec", "last", "finetune"),
         "lm": ("lm", "last", "finetune"), "sa": ("sa", "last", "finetune"), "sa_imdb": ("sa", "last", "finetune"),
-        "sa_linear_gain": ("sa", "linear_gain", "finetune"), "lstm_linear_gain": ("random", "linear_gain", "finetune"),
-        "sa3_linear_gain": ("sa", "linear_gain", "finetune"), "sa_joint": ("random", "last", "joint")}
+        "sa_linear_gain": ("sa", "linear_gain", "finetune"), "lstm_linear_gain": ("none", "linear_gain", "finetune"),
+        "sa3_linear_gain": ("sa", "linear_gain", "finetune"), "sa_joint": ("sa", "last", "joint")}
 TABLES = ["imdb", "rt", "newsgroups20", "dbpedia", "cifar10"]
 
 
@@ -95,10 +103,12 @@ def test_each_paper_row_is_an_experiment_with_its_variant(make_cfg, table):
     assert len(rows) >= 2, rows
     for row in rows:
         cfg = make_cfg(f"experiment={row}")
-        init, readout, mode = ROWS[row.removeprefix(table + "_")]
-        assert (cfg.init.name, cfg.model.readout, cfg.mode.name) == (init, readout, mode), row
-        assert cfg.model.hidden_dim >= 1024 and cfg.model.head_dim == 512 and cfg.name.startswith(table), row
-        assert cfg.model.num_layers == (3 if "sa3" in row else 1)
+        objective, readout, mode = ROWS[row.removeprefix(table + "_")]
+        assert (cfg.objective.name, cfg.model.head.readout, cfg.mode.name) == (objective, readout, mode), row
+        if objective != "none":  # the row's `mode=pretrain` pretrains the row's objective
+            assert make_cfg(f"experiment={row}", "mode=pretrain").objective.name == objective, row
+        assert cfg.model.backbone.hidden_dim >= 1024 and cfg.model.head.hidden_dim == 512 and cfg.name.startswith(table), row
+        assert cfg.model.backbone.num_layers == (3 if "sa3" in row else 1)
         assert (cfg.data.get("unlabeled") == "imdb") == row.endswith("_imdb")
 
 
@@ -126,12 +136,12 @@ def test_wandb_runs_offline_with_group_job_type_tags_and_the_resolved_config(mak
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))  # no `wandb login` either
     monkeypatch.setenv("HOME", str(tmp_path))
     cfg = make_cfg("experiment=smoke", "name=ablation", "logger=wandb")
-    (logger,) = runs.make_loggers(cfg, tmp_path, "finetune", ["synthetic", "init:sa"])
+    (logger,) = tracking.make_loggers(cfg, tmp_path, "finetune", ["synthetic", "init:sa"])
     try:
         assert logger.experiment.settings.mode == "offline"
         assert (logger.experiment.group, logger.experiment.job_type) == ("ablation", "finetune")
         assert {"synthetic", "init:sa", "lstm:1x16"} <= set(logger.experiment.tags)
-        assert logger.experiment.config["model"]["hidden_dim"] == 16 and logger.experiment.config["name"] == "ablation"
+        assert logger.experiment.config["model"]["backbone"]["hidden_dim"] == 16 and logger.experiment.config["name"] == "ablation"
     finally:
-        runs.finish_loggers([logger])
+        tracking.finish_loggers([logger])
     assert list(tmp_path.glob("wandb/offline-run-*"))

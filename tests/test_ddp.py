@@ -23,10 +23,10 @@ import pytest
 import torch
 from hydra.types import RunMode
 
-from semiseq import SemiseqError, pipeline, runs
+from semiseq import SemiseqError, pipeline, stage
 from semiseq.data import BucketBatchSampler
 
-from .conftest import ROOT
+from .conftest import ROOT, make_objective, read_json
 from .test_pipeline import recomputed_test_metrics
 
 DDP = ("trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu")
@@ -79,20 +79,21 @@ def test_each_process_takes_its_share_of_the_batches_one_process_would_make(repl
 
 
 def test_process_count_and_trainer_configs(make_cfg, tmp_path):
-    assert pipeline.world_size(make_cfg()) == 1
-    assert pipeline.world_size(make_cfg(*DDP)) == 2
-    assert pipeline.world_size(make_cfg("trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2")) == 8
-    assert pipeline.world_size(make_cfg("trainer=ddp", "trainer.devices=[0,3]")) == 2
-    assert pipeline.world_size(make_cfg("trainer=ddp", "trainer.accelerator=cpu")) == 1  # auto on a CPU: one
-    trainer = pipeline.build_trainer(make_cfg("experiment=smoke", *DDP), tmp_path, [], [])
+    assert stage.world_size(make_cfg()) == 1
+    assert stage.world_size(make_cfg(*DDP)) == 2
+    assert stage.world_size(make_cfg("trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2")) == 8
+    assert stage.world_size(make_cfg("trainer=ddp", "trainer.devices=[0,3]")) == 2
+    assert stage.world_size(make_cfg("trainer=ddp", "trainer.accelerator=cpu")) == 1  # auto on a CPU: one
+    trainer = stage.build_trainer(make_cfg("experiment=smoke", *DDP), tmp_path, [], [])
     assert type(trainer.strategy).__name__ == "DDPStrategy" and trainer.num_devices == 2
     assert trainer.strategy._ddp_kwargs["find_unused_parameters"]
     gpu = make_cfg("trainer=gpu").trainer
     assert (gpu.accelerator, gpu.devices, gpu.precision) == ("gpu", 1, "bf16-mixed")
     # pretrain.batch_size is per process: weights pretrained in N processes have their own cache entry
-    cfg = make_cfg()
-    assert runs.cache_path(cfg, "sa", 2) != runs.cache_path(cfg, "sa") == runs.cache_path(cfg, "sa", 1)
-    assert "world_size" not in runs.pretrain_key(cfg, "sa")  # one process: the key is as before DDP
+    cfg = make_cfg("experiment=smoke")
+    corpus, sa = pipeline.build_corpus(cfg), make_objective("sa")
+    entry = lambda n: pipeline.cache_entry(cfg, corpus, sa, n)  # noqa: E731
+    assert entry(2) != entry(1) and "world_size" not in sa.key(cfg, corpus)  # one process: the key has no count
 
 
 def test_ddp_in_a_local_multirun_is_refused(make_cfg, monkeypatch):
@@ -124,14 +125,14 @@ def test_bf16_mixed_trains_and_16_mixed_pretraining_is_refused(make_cfg, tmp_pat
     # float16 with loss scaling: the pretrainer would clip scaled gradients (Lightning unscales them later)
     cfg = make_cfg("experiment=smoke", "logger=none", "trainer.precision=16-mixed", "mode=pretrain")
     with pytest.raises(SemiseqError, match="trainer.precision=16-mixed cannot pretrain with pretrain.grad_clip"):
-        pipeline.pretrain(cfg, None, "sa", tmp_path / "fp16")
+        make_objective("sa").pretrain(cfg, None, tmp_path / "fp16")
 
 
 def test_two_gloo_processes_match_one_and_pretrain_once(tmp_path, make_cfg):
-    """init=sa with a cold cache under 2-process DDP: the first process pretrains (on one device) before
+    """objective=sa with a cold cache under 2-process DDP: the first process pretrains (on one device) before
     Lightning starts the second, which finds the weights in the cache; one run folder, one results.json."""
     # no dropout: both take the same steps; a high learning rate: they move (the loss falls 0.73 -> 0.64)
-    args = ("logger=csv", "model.head_dropout=0", "finetune.max_epochs=4", "finetune.lr=0.03", "finetune.head_lr=0.03")
+    args = ("logger=csv", "model.head.dropout=0", "finetune.max_epochs=4", "finetune.lr=0.03", "finetune.head_lr=0.03")
     out = train(tmp_path, *args, "finetune.batch_size=8", *DDP)  # 2 processes x 8 = the global batch of 16
     assert out.returncode == 0, out.stderr[-3000:]
     (run_dir,) = (tmp_path / "logs" / "smoke" / "runs").iterdir()  # the second process ran in the same folder
@@ -140,12 +141,12 @@ def test_two_gloo_processes_match_one_and_pretrain_once(tmp_path, make_cfg):
     assert "pretraining them" in (run_dir / "train.log").read_text()
     assert (run_dir / "pretrain-sa" / "results.json").is_file()
     (cached,) = (tmp_path / "logs" / "cache" / "pretrained").glob("sa-*.ckpt")
-    ddp = runs.read_json(run_dir / "results.json")
+    ddp = read_json(run_dir / "results.json")
     assert ddp["world_size"] == 2 and ddp["init_checkpoint"] == str(cached)
 
     cfg = make_cfg("experiment=smoke", *args, "finetune.batch_size=16", f"paths.output_dir={tmp_path}/one")
     pipeline.run(cfg)  # one process, from the same cached weights
-    one = runs.read_json(tmp_path / "one" / "results.json")
+    one = read_json(tmp_path / "one" / "results.json")
     assert one["init_checkpoint"] == str(cached) and not (tmp_path / "one" / "pretrain-sa").exists()
     assert one["epochs"] == ddp["epochs"] == 4
     for key in ("val/acc_best", "test/acc"):
@@ -162,25 +163,26 @@ def test_ddp_pretraining_matches_one_process_and_fine_tuning_uses_it(tmp_path, m
     """mode=pretrain in 2 processes (truncated BPTT: gradients of several windows per step, and the adaptive
     softmax, whose rare-word clusters a window may not reach) ends like 1 process with the same global batch;
     its weights are cached as pretrained in 2 processes and a 2-process fine-tuning takes them."""
-    args = ("logger=csv", "pretrain.tbptt_steps=4", "pretrain.max_steps=20", "model.softmax=adaptive",
-            "model.adaptive_cutoffs=[5,9]")
+    args = ("logger=csv", "pretrain.tbptt_steps=4", "pretrain.max_steps=20", "model.output.softmax=adaptive",
+            "model.output.cutoffs=[5,9]")
     out = train(tmp_path, "mode=pretrain", *args, "pretrain.batch_size=16", *DDP)
     assert out.returncode == 0, out.stderr[-3000:]
     (run_dir,) = (tmp_path / "logs" / "smoke" / "runs").iterdir()
-    ddp = runs.read_json(run_dir / "results.json")
+    ddp = read_json(run_dir / "results.json")
     assert ddp["steps"] == 20 and ddp["world_size"] == 2 and out.stdout.count("[semiseq] pretrained sa") == 1
     cfg = make_cfg("experiment=smoke", *args, "mode=pretrain", f"paths.output_dir={tmp_path}/one")
-    assert close(pipeline.run(cfg), ddp["val/loss"]), (runs.read_json(tmp_path / "one" / "results.json"), ddp)
+    assert close(pipeline.run(cfg), ddp["val/loss"]), (read_json(tmp_path / "one" / "results.json"), ddp)
     ours, theirs = logged(tmp_path / "one", "val/loss"), logged(run_dir, "val/loss")
     assert len(ours) == 5 and same_curve(ours, theirs), (ours, theirs)
     ddp_cfg = make_cfg("experiment=smoke", *args, "pretrain.batch_size=16")  # the recipe per process
-    assert runs.cache_path(ddp_cfg, "sa", 2).is_file() and runs.cache_path(cfg, "sa").is_file()
+    entry = lambda c, n=1: pipeline.cache_entry(c, pipeline.build_corpus(c), make_objective("sa"), n)  # noqa: E731
+    assert entry(ddp_cfg, 2).is_file() and entry(cfg).is_file()
 
     out = train(tmp_path, *args, "pretrain.batch_size=16", "logger=none", *DDP)
     assert out.returncode == 0, out.stderr[-3000:]
     (finetuned,) = (d for d in (tmp_path / "logs" / "smoke" / "runs").iterdir() if d != run_dir)
-    result = runs.read_json(finetuned / "results.json")
-    assert result["init_checkpoint"] == str(runs.cache_path(ddp_cfg, "sa", 2))
+    result = read_json(finetuned / "results.json")
+    assert result["init_checkpoint"] == str(entry(ddp_cfg, 2))
     assert not (finetuned / "pretrain-sa").exists()
 
 
@@ -189,8 +191,8 @@ def test_ddp_run_killed_mid_training_resumes_to_the_same_weights(tmp_path):
     """Both processes SIGKILLed (the process group) after a mid-epoch last.ckpt; resume=true under DDP ends
     with the weights of an uninterrupted 2-process run (no dropout: the resumed processes restore the first
     one's random state)."""
-    args = ["experiment=smoke", "logger=csv", "init=random", "finetune.max_epochs=30", "finetune.batch_size=4",
-            "finetune.checkpoint_every_n_steps=3", "model.head_dropout=0", *DDP]
+    args = ["experiment=smoke", "logger=csv", "objective=none", "finetune.max_epochs=30", "finetune.batch_size=4",
+            "checkpoints.finetune_every_n_steps=3", "model.head.dropout=0", *DDP]
     env = dict(os.environ, SEMISEQ_LOG_DIR=str(tmp_path / "logs"), WANDB_MODE="offline", OMP_NUM_THREADS="1")
     command = [sys.executable, str(ROOT / "train.py"), *args]
     proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -214,5 +216,5 @@ def test_ddp_run_killed_mid_training_resumes_to_the_same_weights(tmp_path):
         ours, theirs = (torch.load(d / "checkpoints" / name, weights_only=True)["state_dict"]
                         for d in (run_dir, ref_dir))
         assert all(torch.equal(ours[k], theirs[k]) for k in ours), name
-    ours, theirs = runs.read_json(run_dir / "results.json"), runs.read_json(ref_dir / "results.json")
+    ours, theirs = read_json(run_dir / "results.json"), read_json(ref_dir / "results.json")
     assert (ours["test/loss"], ours["epochs"]) == (theirs["test/loss"], theirs["epochs"])

@@ -7,8 +7,8 @@ or more than 10x the first loss), so these tests do not depend on how a CPU over
 from __future__ import annotations
 
 import math
-import re
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -101,10 +101,10 @@ def written(tmp: Path) -> list[str]:
 
 @pytest.mark.parametrize("mode", ["pretrain", "finetune"])
 def test_diverged_pretraining_is_one_line_and_never_cached(tmp_path, mode):
-    """`mode=pretrain`, and the pretraining an `init=sa` fine-tune starts on demand, with a learning rate that
+    """`mode=pretrain`, and the pretraining an `objective=sa` fine-tune starts on demand, with a learning rate that
     diverges: exit status 1, one line naming the stage, the step, the loss and what to lower; no weights in the cache,
     no results.json, no checkpoint (the last one would hold the diverged weights)."""
-    out = run_train(tmp_path, f"mode={mode}", "init=sa", "pretrain.lr=1e30", "trainer.log_every_n_steps=3")
+    out = run_train(tmp_path, f"mode={mode}", "objective=sa", "pretrain.lr=1e30", "trainer.log_every_n_steps=3")
     lines = out.stderr.splitlines()
     assert out.returncode == 1 and len(lines) == 1, out.stderr[-3000:]
     assert lines[0].startswith("semiseq: error: SA pretraining diverged at step "), lines[0]
@@ -115,7 +115,7 @@ def test_diverged_pretraining_is_one_line_and_never_cached(tmp_path, mode):
 
 
 def test_diverged_fine_tuning_writes_no_result(make_cfg, tmp_path):
-    cfg = make_cfg("experiment=smoke", "logger=none", "callbacks=none", "init=random", "finetune.lr=1e30",
+    cfg = make_cfg("experiment=smoke", "logger=none", "callbacks=none", "objective=none", "finetune.lr=1e30",
                    "finetune.head_lr=1e30")
     with pytest.raises(SemiseqError, match=r"fine-tuning diverged at step \d+: (training loss is " + DIVERGED +
                                            r"|val/loss is (nan|inf)) .*lower finetune.lr \(now 1e\+30\) or "
@@ -126,6 +126,6 @@ def test_diverged_fine_tuning_writes_no_result(make_cfg, tmp_path):
 
 def test_a_healthy_run_is_not_stopped(make_cfg, tmp_path):
     """The default smoke recipe trains to the end under the same checks (no false alarm on a healthy loss)."""
-    cfg = make_cfg("experiment=smoke", "logger=none", "callbacks=none", "init=random")
+    cfg = make_cfg("experiment=smoke", "logger=none", "callbacks=none", "objective=none")
     result = pipeline.finetune(cfg, pipeline.build_corpus(cfg), tmp_path / "ft")
     assert math.isfinite(result["test/loss"]) and Path(result["best_checkpoint"]).is_file()

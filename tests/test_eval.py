@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from semiseq import pipeline
 from semiseq.inference import load
 
-from .conftest import CONF, ROOT
+from .conftest import CONF, ROOT, make_objective
 
 LINES = ["s01 s02 s03 s04", "", "Zebra s05 qux!", " ".join(["s06 s07"] * 30)]  # empty, unknown words, over-long
 
@@ -25,9 +25,9 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eval")
     with initialize_config_dir(config_dir=str(CONF), version_base=None):
         cfg = compose("train", overrides=[f"paths.log_dir={tmp}/logs", f"paths.output_dir={tmp}/run",
-                                          "experiment=smoke", "logger=none", "callbacks=none", "init=sa"])
+                                          "experiment=smoke", "logger=none", "callbacks=none", "objective=sa"])
     corpus = pipeline.build_corpus(cfg)
-    sa = pipeline.pretrain(cfg, corpus, "sa", tmp / "sa")
+    sa = make_objective("sa").pretrain(cfg, corpus, tmp / "sa")
     cfg.init.checkpoint = str(sa)
     results = pipeline.finetune(cfg, corpus, tmp / "clf")
     return SimpleNamespace(sa=sa, clf=results["best_checkpoint"], results=results)

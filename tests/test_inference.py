@@ -16,7 +16,7 @@ from semiseq.data.synthetic import make_corpus
 from semiseq.inference import evaluate, load, open_texts
 from semiseq.tasks import ClassifierTask, Pretrainer
 
-from .conftest import CONF
+from .conftest import CONF, make_objective
 
 MAX_LEN = 8  # the classifier trains on sequences cut to 8 tokens; the smoke test split has 3..12
 
@@ -27,10 +27,10 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("inference")
     with initialize_config_dir(config_dir=str(CONF), version_base=None):
         cfg = compose("train", overrides=[f"paths.log_dir={tmp}/logs", f"paths.output_dir={tmp}/run",
-                                          "experiment=smoke", "logger=none", "callbacks=none", "init=sa",
+                                          "experiment=smoke", "logger=none", "callbacks=none", "objective=sa",
                                           f"data.max_len={MAX_LEN}"])
     corpus = pipeline.build_corpus(cfg)
-    sa, lm = (pipeline.pretrain(cfg, corpus, objective, tmp / objective) for objective in ("sa", "lm"))
+    sa, lm = (make_objective(objective).pretrain(cfg, corpus, tmp / objective) for objective in ("sa", "lm"))
     cfg.init.checkpoint = str(sa)
     clf = pipeline.finetune(cfg, corpus, tmp / "clf")["best_checkpoint"]
     texts = [" ".join(corpus.vocab.decode(corpus.test[i][0])) for i in range(len(corpus.test))]

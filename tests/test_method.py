@@ -5,6 +5,8 @@ Every test here was checked by breaking its behaviour in the source on purpose a
 
 import copy
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,10 +15,14 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import OmegaConf
 
 import semiseq
-from semiseq import pipeline, runs
+from semiseq import pipeline
 from semiseq.data.corpus import PAD, collate
-from semiseq.nets import LanguageModel, SequenceAutoencoder, linear_gain_loss, teacher_forcing
+from semiseq.nets import linear_gain_loss
+from semiseq.objectives.lm import LanguageModel, teacher_forcing
+from semiseq.objectives.sa import SequenceAutoencoder
 from semiseq.tasks import ClassifierTask, Pretrainer
+
+from .conftest import make_objective
 
 
 def probe(name: str) -> str:
@@ -55,7 +61,7 @@ class StepLosses(Callback):
     seen: list = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if not isinstance(pl_module, ClassifierTask):  # the pretraining an init=sa fine-tuning starts
+        if not isinstance(pl_module, ClassifierTask):  # the pretraining an objective=sa fine-tuning starts
             return
         tokens, lengths, labels = batch
         with torch.no_grad():
@@ -100,8 +106,8 @@ def test_sa_decoder_starts_from_the_encoder_state(smoke, tmp_path):
     from that state than the same decoder started from zeros (a language model on the same weights), and its
     losses (window_losses, with and without truncated BPTT, and forward) are those of a decoder started there."""
     cfg, corpus = smoke("pretrain.max_steps=300", "pretrain.val_every_n_steps=300", "pretrain.lr=1e-2",
-                        "model.hidden_dim=32")
-    sa = Pretrainer.load_from_checkpoint(pipeline.pretrain(cfg, corpus, "sa", tmp_path / "pre"),
+                        "model.backbone.hidden_dim=32")
+    sa = Pretrainer.load_from_checkpoint(make_objective("sa").pretrain(cfg, corpus, tmp_path / "pre"),
                                          weights_only=True).eval().net
     assert type(sa) is SequenceAutoencoder
     lm = LanguageModel(sa.backbone)  # the same weights, started from zeros
@@ -126,9 +132,9 @@ def test_sa_decoder_starts_from_the_encoder_state(smoke, tmp_path):
 
 
 def test_init_sa_fine_tuning_starts_from_the_pretrained_backbone(smoke, tmp_path):
-    """init=sa: the first training step of the fine-tuning starts from exactly the pretrained checkpoint's embedding
+    """objective=sa: the first training step of the fine-tuning starts from exactly the pretrained checkpoint's embedding
     and LSTM tensors (not from a classifier built afresh after the weights were loaded)."""
-    cfg, corpus = smoke("init=sa", probe("FirstBatchBackbone"))
+    cfg, corpus = smoke("objective=sa", probe("FirstBatchBackbone"))
     result = pipeline.finetune(cfg, corpus, tmp_path / "ft")  # pretrains into the cache first
     saved = torch.load(result["init_checkpoint"], weights_only=True)["state_dict"]
     saved = {k: v for k, v in saved.items() if k.startswith("net.backbone.")}
@@ -141,11 +147,11 @@ def test_init_sa_fine_tuning_starts_from_the_pretrained_backbone(smoke, tmp_path
 
 
 def test_linear_gain_readout_is_what_the_classifier_trains_on(smoke, tmp_path):
-    """model.readout=linear_gain: each fine-tuning step's loss is nets.linear_gain_loss of the batch (the label at
+    """model.head.readout=linear_gain: each fine-tuning step's loss is nets.linear_gain_loss of the batch (the label at
     every step, weighted t/(T-1)), not the last step's cross-entropy; on a 2-layer network."""
-    cfg, corpus = smoke("init=random", "model.num_layers=2", "model.readout=linear_gain", "model.head_dropout=0",
+    cfg, corpus = smoke("objective=none", "model.backbone.num_layers=2", "model.head.readout=linear_gain", "model.head.dropout=0",
                         "finetune.max_epochs=1", probe("StepLosses"))
-    assert cfg.model.dropout == cfg.model.embed_dropout == 0  # no dropout: the probe sees the step's own numbers
+    assert cfg.model.backbone.dropout == cfg.model.backbone.embed_dropout == 0  # no dropout: the probe sees the step's own numbers
     pipeline.finetune(cfg, corpus, tmp_path / "ft")
     assert len(StepLosses.seen) == 3  # 40 training texts, batches of 16
     for gain, last, trained in StepLosses.seen:
@@ -157,7 +163,7 @@ def test_linear_gain_readout_is_what_the_classifier_trains_on(smoke, tmp_path):
 def test_head_lr_is_the_learning_rate_of_exactly_the_head(smoke, tmp_path):
     """finetune.head_lr: the optimizer the trainer steps gives the classifier head's parameters head_lr, and every
     other parameter (embedding, LSTM) finetune.lr."""
-    cfg, corpus = smoke("init=random", "finetune.lr=3e-3", "finetune.head_lr=1e-4", "finetune.max_epochs=1",
+    cfg, corpus = smoke("objective=none", "finetune.lr=3e-3", "finetune.head_lr=1e-4", "finetune.max_epochs=1",
                         probe("OptimizerGroups"))
     pipeline.finetune(cfg, corpus, tmp_path / "ft")
     ((groups, head, every),) = OptimizerGroups.seen
@@ -176,20 +182,14 @@ def test_pretrain_grad_clip_bounds_the_gradient_norm(smoke, tmp_path):
     clip = 1e-3
     cfg, corpus = smoke(f"pretrain.grad_clip={clip}", "pretrain.max_steps=4", "pretrain.val_every_n_steps=4",
                         probe("GradNorm"))
-    pipeline.pretrain(cfg, corpus, "sa", tmp_path / "clipped")
+    make_objective("sa").pretrain(cfg, corpus, tmp_path / "clipped")
     clipped, GradNorm.seen = GradNorm.seen, []
     cfg, corpus = smoke("pretrain.grad_clip=null", "pretrain.max_steps=4", "pretrain.val_every_n_steps=4",
                         probe("GradNorm"))
-    pipeline.pretrain(cfg, corpus, "sa", tmp_path / "free")
+    make_objective("sa").pretrain(cfg, corpus, tmp_path / "free")
     assert len(clipped) == len(GradNorm.seen) == 4
     assert max(clipped) <= clip * (1 + 1e-4), clipped
     assert min(GradNorm.seen) > 10 * clip, GradNorm.seen
-
-
-# Settings that do not change what pretraining learns, so they are not in the cache key (runs.NOT_IN_KEY).
-# Written out here: a setting that leaves the key needs a reason and this list's edit.
-FINETUNE_ONLY = {"data.num_workers", "data.eval_batch_size", "model.objective", "model.head_dim", "model.head_dropout",
-                 "model.readout", "pretrain.checkpoint_every_n_steps"}
 
 
 def _leaves(tree, prefix: str) -> dict:
@@ -212,38 +212,87 @@ def _other(value):
     return 7
 
 
+def _entry(cfg):
+    """The cache entry's name (its folder aside) for ``cfg``'s objective, on the corpus ``cfg`` builds."""
+    return pipeline.cache_entry(cfg, pipeline.build_corpus(cfg), pipeline.build_objective(cfg)).name
+
+
+# Corpus settings that leave what pretraining reads as it was: the test split's size and the number of classes
+# (label = topic % num_classes): pretraining reads no test text and no label.
+TEST_ONLY = {"data.corpus.num_test", "data.corpus.num_classes"}
+
+
 def test_pretrained_weights_cache_key_holds_every_pretraining_setting(make_cfg):
-    """The pretrained-weights cache (runs.cache_path) is keyed by every data, model and pretraining setting: change
-    any one and a fine-tuning pretrains anew instead of reusing stale weights. Fine-tuning-only settings share it."""
+    """The pretrained-weights cache is keyed by what determines the weights: the corpus' content (every synthetic
+    corpus setting that changes the texts), the network, the output layer and the whole pretraining recipe. Change
+    any one and a fine-tuning pretrains anew instead of reusing stale weights; fine-tuning settings share it."""
     cfg = make_cfg("experiment=smoke")
-    base = runs.cache_path(cfg, "sa")
-    leaves = {k: v for group in ("data", "model", "pretrain")
-              for k, v in _leaves(OmegaConf.to_container(cfg[group], resolve=True), group).items()}
-    assert {"data.corpus.seed", "data.corpus.num_unlabeled", "data.max_len", "model.hidden_dim", "model.num_layers",
-            "model.softmax", "pretrain.lr", "pretrain.max_steps", "pretrain.seed",
-            "pretrain.grad_clip"} <= leaves.keys()
-    assert FINETUNE_ONLY <= leaves.keys()
-    for key, value in leaves.items():
+    base = _entry(cfg)
+    recipe = {k: v for node in ("model.backbone", "model.output", "pretrain", "data.corpus")
+              for k, v in _leaves(OmegaConf.to_container(OmegaConf.select(cfg, node), resolve=True), node).items()}
+    recipe.update({"data.max_len": cfg.data.max_len, "data.bucket": cfg.data.bucket})
+    assert {"data.corpus.seed", "data.corpus.num_unlabeled", "model.backbone.hidden_dim", "model.backbone.num_layers",
+            "model.output.softmax", "pretrain.lr", "pretrain.max_steps", "pretrain.seed", "pretrain.grad_clip",
+            "pretrain.early_stopping_patience"} <= recipe.keys()
+    for key, value in recipe.items():
+        if key == "data.corpus._target_":
+            continue
         changed = copy.deepcopy(cfg)
-        OmegaConf.update(changed, key, _other(value), merge=False)
-        assert OmegaConf.select(changed, key) != value, key
-        if key in FINETUNE_ONLY:
-            assert runs.cache_path(changed, "sa") == base, f"{key} is fine-tuning only, yet changes the cache key"
+        # a valid other corpus (num_topics a multiple of num_classes, min_len <= max_len); max_len truncates some texts
+        other = (value * 2 or 1) if key.startswith("data.corpus.") else 5 if key == "data.max_len" else _other(value)
+        OmegaConf.update(changed, key, other, merge=False)
+        if key in TEST_ONLY:
+            assert _entry(changed) == base, f"{key} changes no text pretraining reads, yet changes the cache key"
         else:
-            assert runs.cache_path(changed, "sa") != base, f"{key}={_other(value)} leaves the cache key unchanged"
-    assert runs.cache_path(cfg, "lm") != base
+            assert _entry(changed) != base, f"{key}={other} leaves the cache key unchanged"
+    assert _entry(make_cfg("experiment=smoke", "objective=lm")) != base
     # the run's own seed is the pretraining seed unless pretrain.seed says otherwise
-    assert runs.cache_path(make_cfg("experiment=smoke", "seed=1"), "sa") != base
-    pinned = runs.cache_path(make_cfg("experiment=smoke", "pretrain.seed=0"), "sa")
+    assert _entry(make_cfg("experiment=smoke", "seed=1")) != base
+    pinned = _entry(make_cfg("experiment=smoke", "pretrain.seed=0"))
     assert pinned == base
     for overrides in (["seed=1"], ["finetune.lr=1"], ["finetune.max_epochs=9"], ["finetune.head_lr=1"],
-                      ["finetune.batch_size=3"], ["init=lm"], ["trainer.enable_progress_bar=true"], ["logger=none"],
-                      ["callbacks=none"], ["name=other"], ["threads=2"]):
-        assert runs.cache_path(make_cfg("experiment=smoke", "pretrain.seed=0", *overrides), "sa") == pinned, overrides
-    for key in _leaves(OmegaConf.to_container(cfg.finetune, resolve=True), "finetune"):
-        changed = copy.deepcopy(cfg)
-        OmegaConf.update(changed, key, _other(OmegaConf.select(cfg, key)), merge=False)
-        assert runs.cache_path(changed, "sa") == base, key
+                      ["finetune.batch_size=3"], ["trainer.enable_progress_bar=true"], ["logger=none"],
+                      ["callbacks=none"], ["name=other"], ["threads=2"], ["data.num_workers=1"],
+                      ["data.eval_batch_size=7"], ["checkpoints.pretrain_every_n_steps=3"]):
+        assert _entry(make_cfg("experiment=smoke", "pretrain.seed=0", *overrides)) == pinned, overrides
+    for node in ("finetune", "model.head"):
+        for key, value in _leaves(OmegaConf.to_container(OmegaConf.select(cfg, node), resolve=True), node).items():
+            changed = copy.deepcopy(cfg)
+            OmegaConf.update(changed, key, "linear_gain" if key.endswith("readout") else _other(value), merge=False)
+            assert _entry(changed) == base, key
+
+
+def test_the_same_data_anywhere_hits_the_cache_and_changed_text_misses_it(make_cfg, tmp_path, monkeypatch):
+    """The key holds the corpus' content, not where its files or caches live: the same RT files in another folder,
+    reached through another log folder, corpus cache and data folder, and a moved weights cache all find the weights
+    pretrained once; one edited sentence pretrains anew."""
+    from . import test_data_rt
+
+    def cfg_for(root, cache, name):
+        return make_cfg("data=rt", f"data.root={root}", f"paths.cache_dir={cache}",
+                        f"paths.data_dir={tmp_path / name / 'data'}", f"paths.log_dir={tmp_path / name / 'logs'}",
+                        "model.backbone.embed_dim=8", "model.backbone.hidden_dim=16", "pretrain.max_steps=4",
+                        "pretrain.val_every_n_steps=2", "pretrain.batch_size=8", "logger=none", "callbacks=none",
+                        "trainer.enable_progress_bar=false")
+
+    def weights(cfg) -> Path:
+        return pipeline.init_checkpoint(cfg, pipeline.build_corpus(cfg), Path(cfg.paths.output_dir))
+
+    first = weights(cfg_for(test_data_rt.write_files(tmp_path / "a" / "rt"), tmp_path / "cache", "a"))
+    assert first.parent == tmp_path / "cache" / "pretrained"
+    pretrain = pipeline.objectives.NetworkObjective.pretrain
+    monkeypatch.setattr(pipeline.objectives.NetworkObjective, "pretrain",
+                        lambda *a, **k: pytest.fail("pretrained again although the cache holds the weights"))
+    elsewhere = cfg_for(test_data_rt.write_files(tmp_path / "b" / "copy"), str(tmp_path / "cache") + "/", "b")
+    assert weights(elsewhere) == first
+    shutil.copytree(tmp_path / "cache", tmp_path / "moved")
+    moved = weights(cfg_for(tmp_path / "b" / "copy", tmp_path / "moved", "c"))
+    assert moved.name == first.name and moved.parent == tmp_path / "moved" / "pretrained"
+    edited = tmp_path / "b" / "copy" / "rt-polarity.pos"
+    edited.write_bytes(edited.read_bytes().replace(b"a", b"the", 1))
+    monkeypatch.setattr(pipeline.objectives.NetworkObjective, "pretrain", pretrain)
+    again = weights(cfg_for(tmp_path / "b" / "copy", tmp_path / "cache", "d"))
+    assert again != first and again.is_file()
 
 
 @pytest.mark.filterwarnings("ignore:Checkpoint directory")  # the resumed run's own folder
@@ -253,7 +302,7 @@ def test_pipeline_loads_every_checkpoint_with_weights_only(smoke, tmp_path, monk
     import lightning.fabric.plugins.io.torch_io as torch_io
     import lightning.fabric.utilities.cloud_io as cloud_io
 
-    cfg, corpus = smoke("init=sa", "finetune.max_epochs=1")
+    cfg, corpus = smoke("objective=sa", "finetune.max_epochs=1")
     run_dir = tmp_path / "run"
     first = pipeline.finetune(cfg, corpus, run_dir)
     (run_dir / "results.json").unlink()  # interrupted, say: resume it for one more epoch
@@ -285,14 +334,14 @@ def test_pipeline_loads_every_checkpoint_with_weights_only(smoke, tmp_path, monk
 
 def test_embed_returns_the_top_lstm_layer_state(smoke, tmp_path):
     """inference embed: a text's row is the top LSTM layer's final (h, c), on a 2-layer network (not layer 0's)."""
-    cfg, corpus = smoke("init=random", "model.num_layers=2", "finetune.max_epochs=1")
+    cfg, corpus = smoke("objective=none", "model.backbone.num_layers=2", "finetune.max_epochs=1")
     model = semiseq.load(pipeline.finetune(cfg, corpus, tmp_path / "ft")["best_checkpoint"], device="cpu")
     texts = [" ".join(corpus.vocab.decode(corpus.test[i][0])) for i in range(8)]
     embedded = torch.from_numpy(model.embed(texts))
     tokens, lengths, _ = collate([(model.encode(t), -1) for t in texts])
     with torch.no_grad():
         h, c = model.backbone.encode(tokens, lengths)
-    assert h.shape == (2, 8, cfg.model.hidden_dim) and embedded.shape == (8, 2 * cfg.model.hidden_dim)
+    assert h.shape == (2, 8, cfg.model.backbone.hidden_dim) and embedded.shape == (8, 2 * cfg.model.backbone.hidden_dim)
     from_top, from_first = ((embedded - torch.cat([h[layer], c[layer]], -1)).abs().max().item() for layer in (-1, 0))
     assert from_top < 1e-6 and from_first > 1e-2, f"max |embed - layer state|: top {from_top}, first {from_first}"
 

@@ -6,12 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from semiseq import pipeline
+from semiseq import pipeline, stage
 from semiseq.data.corpus import Vocab, collate
 from semiseq.tasks import ClassifierTask, Pretrainer
 from semiseq.transfer import TransferError, load_backbone
 
 from . import test_data_cifar
+from .conftest import make_objective
 
 
 @pytest.fixture
@@ -25,17 +26,17 @@ def smoke(make_cfg):
 def test_pretraining_loss_falls(smoke, objective, tbptt, softmax, tmp_path):
     cfg, corpus = smoke
     cfg.pretrain.tbptt_steps = tbptt  # smoke sequences have 3-12 tokens: up to 4 windows
-    cfg.model.softmax, cfg.model.adaptive_cutoffs = softmax, [5, 8]  # 11 tokens: a head and two tail clusters
+    cfg.model.output.softmax, cfg.model.output.cutoffs = softmax, [5, 8]  # 11 tokens: a head and two tail clusters
     cfg.pretrain.max_steps = 40
     cfg.pretrain.val_every_n_steps = 40
     cfg.pretrain.lr = 1e-2
     torch.manual_seed(0)
-    task = pipeline.build_pretrainer(cfg, corpus, objective)
+    task = make_objective(objective).task(cfg, corpus)
     assert task.net.adaptive == (softmax == "adaptive")
     # inference_mode=False: metric states made in `validate` must stay updatable in `fit`
-    trainer = pipeline.build_trainer(cfg, tmp_path, [], [], max_steps=40, enable_checkpointing=False,
+    trainer = stage.build_trainer(cfg, tmp_path, [], [], max_steps=40, enable_checkpointing=False,
                                      inference_mode=False)
-    dm = pipeline.build_datamodule(cfg, corpus, "pretrain")
+    dm = stage.build_datamodule(cfg, corpus, "pretrain")
     before = trainer.validate(task, dm, verbose=False)[0]["val/loss"]
     trainer.fit(task, dm)
     after = trainer.validate(task, dm, verbose=False)[0]["val/loss"]
@@ -44,9 +45,9 @@ def test_pretraining_loss_falls(smoke, objective, tbptt, softmax, tmp_path):
 
 def test_pretrain_checkpoint_loads_safely_with_its_vocabulary(smoke, tmp_path):
     cfg, corpus = smoke
-    path = pipeline.pretrain(cfg, corpus, "sa", tmp_path / "pre")
+    path = make_objective("sa").pretrain(cfg, corpus, tmp_path / "pre")
     task = Pretrainer.load_from_checkpoint(path, weights_only=True)
-    assert task.vocab == corpus.vocab.itos and task.hparams.objective == "sa"
+    assert task.meta["vocab"] == corpus.vocab.itos and task.hparams.objective == "sa"
     ckpt = torch.load(path, weights_only=True)
     assert ckpt["semiseq"] == {"kind": "sa", "max_len": None, **corpus.meta()}
     assert ckpt["semiseq"]["tokenizer"] == {"level": "word", "lowercase": True, "punctuation": True}
@@ -55,7 +56,7 @@ def test_pretrain_checkpoint_loads_safely_with_its_vocabulary(smoke, tmp_path):
 @pytest.fixture
 def sa_checkpoint(smoke, tmp_path):
     cfg, corpus = smoke
-    return pipeline.pretrain(cfg, corpus, "sa", tmp_path / "pre")
+    return make_objective("sa").pretrain(cfg, corpus, tmp_path / "pre")
 
 
 def test_init_sa_copies_embedding_and_lstm_exactly(smoke, sa_checkpoint):
@@ -78,7 +79,7 @@ def test_vocabulary_mismatch_is_one_clear_error(smoke, sa_checkpoint):
 
 def test_shape_mismatch_names_the_tensor(smoke, sa_checkpoint, make_cfg):
     cfg, corpus = smoke
-    wide = pipeline.build_classifier(make_cfg("experiment=smoke", "model.hidden_dim=24"), corpus)
+    wide = pipeline.build_classifier(make_cfg("experiment=smoke", "model.backbone.hidden_dim=24"), corpus)
     with pytest.raises(TransferError, match=r"shape mismatch for net.backbone.lstm.weight_ih_l0"):
         load_backbone(wide, sa_checkpoint, corpus.vocab.itos)
 
@@ -119,9 +120,9 @@ def recomputed_test_metrics(checkpoint: str, corpus, bf16: bool = False) -> tupl
 def test_finetune_from_random_and_from_checkpoint(smoke, sa_checkpoint, tmp_path, init):
     cfg, corpus = smoke
     if init == "checkpoint":
-        cfg.init.name, cfg.init.checkpoint = "sa", str(sa_checkpoint)
+        cfg.init.checkpoint = str(sa_checkpoint)
     else:
-        cfg.init.name = "random"
+        cfg.objective = {"name": "none"}
     r = pipeline.finetune(cfg, corpus, tmp_path / "ft")
     assert r["tensors_loaded"] == (5 if init == "checkpoint" else 0)
     assert r["init_checkpoint"] == (str(sa_checkpoint) if init == "checkpoint" else "")
@@ -131,23 +132,23 @@ def test_finetune_from_random_and_from_checkpoint(smoke, sa_checkpoint, tmp_path
     assert r["test/error"] == pytest.approx(100 * (1 - r["test/acc"]), abs=1e-3)
     assert Path(r["best_checkpoint"]).is_file() and (tmp_path / "ft" / "results.json").is_file()
     clf = ClassifierTask.load_from_checkpoint(r["best_checkpoint"], weights_only=True)
-    assert clf.vocab == corpus.vocab.itos
+    assert clf.meta["vocab"] == corpus.vocab.itos
 
 
 @pytest.mark.parametrize("objective", ["sa", "lm"])
 def test_cifar_rows_pretrain_with_l2_then_finetune(make_cfg, tmp_path, objective):
     root = test_data_cifar.write_files(tmp_path / "cifar")
-    cfg = make_cfg("data=cifar10_rows", f"data.root={root}", f"init={objective}", "model.embed_dim=8",
-                   "model.hidden_dim=16", "model.head_dim=16", "logger=none", "callbacks=none", "pretrain.lr=1e-2",
+    cfg = make_cfg("data=cifar10_rows", f"data.root={root}", f"objective={objective}", "model.backbone.embed_dim=8",
+                   "model.backbone.hidden_dim=16", "model.head.hidden_dim=16", "logger=none", "callbacks=none", "pretrain.lr=1e-2",
                    "pretrain.max_steps=30", "pretrain.val_every_n_steps=30", "pretrain.batch_size=4",
                    "finetune.max_epochs=2", "finetune.batch_size=4", "trainer.enable_progress_bar=false")
     corpus = pipeline.build_corpus(cfg)
     assert corpus.input_dim == 96 and corpus.train[0][0].shape == (32, 96)
     torch.manual_seed(0)
-    task = pipeline.build_pretrainer(cfg, corpus, objective)
-    trainer = pipeline.build_trainer(cfg, tmp_path, [], [], max_steps=30, enable_checkpointing=False,
+    task = make_objective(objective).task(cfg, corpus)
+    trainer = stage.build_trainer(cfg, tmp_path, [], [], max_steps=30, enable_checkpointing=False,
                                      inference_mode=False)
-    dm = pipeline.build_datamodule(cfg, corpus, "pretrain")
+    dm = stage.build_datamodule(cfg, corpus, "pretrain")
     before = trainer.validate(task, dm, verbose=False)[0]["val/loss"]  # summed squared error per row
     trainer.fit(task, dm)
     after = trainer.validate(task, dm, verbose=False)[0]["val/loss"]
@@ -162,8 +163,8 @@ def test_an_image_checkpoint_refuses_text_clearly(make_cfg, tmp_path):
     from semiseq import SemiseqError, inference
 
     root = test_data_cifar.write_files(tmp_path / "cifar")
-    cfg = make_cfg("data=cifar10_rows", f"data.root={root}", "init=random", "model.embed_dim=8", "model.hidden_dim=16",
-                   "model.head_dim=16", "logger=none", "callbacks=none", "finetune.max_epochs=1",
+    cfg = make_cfg("data=cifar10_rows", f"data.root={root}", "objective=none", "model.backbone.embed_dim=8", "model.backbone.hidden_dim=16",
+                   "model.head.hidden_dim=16", "logger=none", "callbacks=none", "finetune.max_epochs=1",
                    "trainer.enable_progress_bar=false")
     r = pipeline.finetune(cfg, pipeline.build_corpus(cfg), tmp_path / "ft")
     model = inference.load(r["best_checkpoint"])

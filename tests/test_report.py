@@ -19,10 +19,10 @@ from .test_train import train
 
 @pytest.fixture(scope="module")
 def logs(tmp_path_factory):
-    """logs/ with a finished 2x2 multirun (init=random,sa x seed=0,1) and one run folder left incomplete."""
+    """logs/ with a finished 2x2 multirun (objective=none,sa x seed=0,1) and one run folder left incomplete."""
     tmp = tmp_path_factory.mktemp("report")
     # a higher fine-tuning lr than smoke's, so that seeds give different test errors
-    out = train(tmp, "-m", "init=random,sa", "seed=0,1", "logger=csv", "finetune.lr=0.03", "finetune.head_lr=null",
+    out = train(tmp, "-m", "objective=none,sa", "seed=0,1", "logger=csv", "finetune.lr=0.03", "finetune.head_lr=null",
                 "finetune.max_epochs=3")
     assert out.returncode == 0, out.stderr[-3000:]
     (tmp / "logs" / "smoke" / "runs" / "crashed" / ".hydra").mkdir(parents=True)
@@ -59,7 +59,7 @@ def test_table_aggregates_seeds_and_writes_plots(logs, capsys):
 
 
 def test_paper_column_for_a_known_variant(logs, tmp_path):
-    job = sorted((logs / "smoke" / "multiruns").glob("*/[0-9]"))[-1]  # init=sa
+    job = sorted((logs / "smoke" / "multiruns").glob("*/[0-9]"))[-1]  # objective=sa
     run = shutil.copytree(job, tmp_path / "logs" / "rt" / "runs" / "r0")
     results = json.loads((run / "results.json").read_text())
     (run / "results.json").write_text(json.dumps(dict(results, data="rt")))
@@ -79,7 +79,8 @@ def test_paper_rows():
     assert paper_row(Variant("dbpedia_char", "finetune", "sa", "linear_gain", "", "3x1024"))[1] == 1.19
     assert paper_row(Variant("imdb", "finetune", "sa", "last", "", "2x1024")) is None
     joint = make_run({"mode": "joint", "data": "imdb", "init": "random", "test/error": 15.0},
-                     {"mode": {"name": "joint", "objective": "sa"}, "model": {"num_layers": 1, "hidden_dim": 1024}})
+                     {"mode": {"name": "joint"}, "objective": {"name": "sa"},
+                      "model": {"backbone": {"num_layers": 1, "hidden_dim": 1024}}})
     assert joint["key"] == Variant("imdb", "joint-sa", "random", "last", "", "1x1024")
     assert paper_row(joint["key"]) == ("SA-LSTM + joint training", 14.70)
 
@@ -120,9 +121,10 @@ class FakeApi:
 
     def runs(self, path, filters):
         self.calls.append((path, filters))
-        nested = {"data": {"name": "imdb", "unlabeled": None}, "init": {"name": "sa"}, "mode": {"name": "finetune"},
-                  "model": {"num_layers": 1, "hidden_dim": 1024, "objective": "sa"}}
-        flat = {"data.name": "imdb", "init.name": "sa", "model.num_layers": 1, "model.hidden_dim": 1024}
+        nested = {"data": {"name": "imdb", "unlabeled": None}, "objective": {"name": "sa"}, "mode": {"name": "finetune"},
+                  "model": {"backbone": {"num_layers": 1, "hidden_dim": 1024}}}
+        flat = {"data.name": "imdb", "objective.name": "sa", "model.backbone.num_layers": 1,
+                "model.backbone.hidden_dim": 1024}
 
         def run(state, job_type, config, seed, tags=(), **summary):
             return SimpleNamespace(state=state, job_type=job_type, tags=list(tags), config=dict(config, seed=seed),

@@ -16,13 +16,13 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from omegaconf import OmegaConf
 
-from semiseq import SemiseqError, pipeline, runs
+from semiseq import SemiseqError, pipeline, resume, stage
 from semiseq.checkpoints import AtomicCheckpointIO
 
-from .conftest import ROOT
+from .conftest import ROOT, make_objective
 
 PRETRAIN = ("mode=pretrain", "pretrain.max_steps=300", "pretrain.val_every_n_steps=50",
-            "pretrain.checkpoint_every_n_steps=7")  # smoke epochs are 10 batches: most checkpoints are mid-epoch
+            "checkpoints.pretrain_every_n_steps=7")  # smoke epochs are 10 batches: most checkpoints are mid-epoch
 
 
 def start(log_dir: Path, *overrides: str) -> subprocess.Popen:
@@ -129,10 +129,10 @@ def metrics(stage_dir: Path) -> dict:
 
 
 @pytest.mark.parametrize("stage,overrides,crashes", [
-    ("pretrain", ["pretrain.max_steps=60", "pretrain.val_every_n_steps=20", "pretrain.checkpoint_every_n_steps=10"],
+    ("pretrain", ["pretrain.max_steps=60", "pretrain.val_every_n_steps=20", "checkpoints.pretrain_every_n_steps=10"],
      [23]),  # last.ckpt at the end of an epoch that also validates (step 20); mid-epoch: the SIGKILL test
-    ("finetune", ["init=random", "finetune.max_epochs=4", "finetune.batch_size=8",
-                  "finetune.checkpoint_every_n_steps=2"],
+    ("finetune", ["objective=none", "finetune.max_epochs=4", "finetune.batch_size=8",
+                  "checkpoints.finetune_every_n_steps=2"],
      [6, 13]),  # last.ckpt at an epoch's end (step 5), and mid-epoch (12); 5 batches an epoch
 ])
 def test_resume_from_any_checkpoint_matches_an_uninterrupted_run(make_cfg, tmp_path, stage, overrides, crashes):
@@ -144,7 +144,7 @@ def test_resume_from_any_checkpoint_matches_an_uninterrupted_run(make_cfg, tmp_p
         cfg.resume = resume or None
         stage_dir = tmp_path / name
         if stage == "pretrain":
-            pipeline.pretrain(cfg, corpus, "sa", stage_dir)
+            make_objective("sa").pretrain(cfg, corpus, stage_dir)
         else:
             pipeline.finetune(cfg, corpus, stage_dir)
         return stage_dir
@@ -180,20 +180,20 @@ def test_a_checkpoint_is_never_seen_half_written(tmp_path, monkeypatch):
 
 def test_trainer_writes_checkpoints_atomically(make_cfg, tmp_path):
     cfg = make_cfg("experiment=smoke", "logger=none", "callbacks=none")
-    trainer = pipeline.build_trainer(cfg, tmp_path, [], [])
+    trainer = stage.build_trainer(cfg, tmp_path, [], [])
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
 
 
 @pytest.mark.parametrize("stage", ["pretrain", "finetune"])
 def test_early_stopping_stops_when_validation_stops_improving(make_cfg, tmp_path, stage):
     # learning rate 0: validation never improves, so patience 1 stops after the second validation
-    cfg = make_cfg("experiment=smoke", "logger=none", "callbacks=none", "init=random", "pretrain.lr=0",
+    cfg = make_cfg("experiment=smoke", "logger=none", "callbacks=none", "objective=none", "pretrain.lr=0",
                    "pretrain.max_steps=100", "pretrain.val_every_n_steps=4", "pretrain.early_stopping_patience=1",
                    "finetune.lr=0", "finetune.head_lr=0", "finetune.max_epochs=50",
                    "finetune.early_stopping_patience=1")
     corpus = pipeline.build_corpus(cfg)
     if stage == "pretrain":
-        pipeline.pretrain(cfg, corpus, "sa", tmp_path)
+        make_objective("sa").pretrain(cfg, corpus, tmp_path)
         assert json.loads((tmp_path / "results.json").read_text())["steps"] == 8
     else:
         assert pipeline.finetune(cfg, corpus, tmp_path)["epochs"] == 2
@@ -211,24 +211,24 @@ def test_resume_true_takes_the_latest_unfinished_run_started_with_this_config(ma
 
     sa = run_folder("2026-01-01_00-00-00_000000")
     done = run_folder("2026-01-01_00-00-01_000000", finished=True)
-    lm = run_folder("2026-01-01_00-00-02_000000", "init=lm")
-    assert runs.resume_dir(make_cfg("experiment=smoke", "resume=true")) == sa
-    assert runs.resume_dir(make_cfg("experiment=smoke", "init=lm", "resume=true")) == lm
-    with pytest.raises(SemiseqError, match=re.escape(f"the latest, {lm}, differs in init.name=random: resume it "
+    lm = run_folder("2026-01-01_00-00-02_000000", "objective=lm")
+    assert resume.resume_dir(make_cfg("experiment=smoke", "resume=true")) == sa
+    assert resume.resume_dir(make_cfg("experiment=smoke", "objective=lm", "resume=true")) == lm
+    with pytest.raises(SemiseqError, match=re.escape(f"the latest, {lm}, differs in objective._target_=None, objective.name=none: resume it "
                                                      f"with resume={lm}")):
-        runs.resume_dir(make_cfg("experiment=smoke", "init=random", "resume=true"))
+        resume.resume_dir(make_cfg("experiment=smoke", "objective=none", "resume=true"))
     with pytest.raises(SemiseqError, match="that run has finished"):
-        runs.resume_dir(make_cfg("experiment=smoke", f"resume={done}"))
+        resume.resume_dir(make_cfg("experiment=smoke", f"resume={done}"))
     with pytest.raises(SemiseqError, match="not a run folder"):
-        runs.resume_dir(make_cfg("experiment=smoke", f"resume={tmp_path}"))
+        resume.resume_dir(make_cfg("experiment=smoke", f"resume={tmp_path}"))
 
 
 @pytest.mark.slow
 def test_finetuning_killed_during_its_pretraining_and_then_mid_epoch_resumes_bit_exactly(tmp_path):
-    """init=sa pretrains on demand inside the run (run_dir/pretrain-sa/): kill it there, resume by run
+    """objective=sa pretrains on demand inside the run (run_dir/pretrain-sa/): kill it there, resume by run
     folder, kill it again mid-epoch of the fine-tuning, resume again; compare with an uninterrupted run."""
-    args = ("init=sa", *PRETRAIN[1:], "finetune.max_epochs=30", "finetune.batch_size=8",
-            "finetune.checkpoint_every_n_steps=3")
+    args = ("objective=sa", *PRETRAIN[1:], "finetune.max_epochs=30", "finetune.batch_size=8",
+            "checkpoints.finetune_every_n_steps=3")
     logs = tmp_path / "logs"
     ckpt = kill_when(start(logs, *args), logs, "smoke/runs/*/pretrain-sa/checkpoints/last.ckpt")
     run_dir = ckpt.parents[2]

@@ -106,8 +106,8 @@ def test_optuna_search_composes_and_searches_existing_keys(tmp_path):
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
     assert sweeper.sampler._target_ == "optuna.samplers.TPESampler" and sweeper.sampler.seed is not None
     assert sweeper.n_jobs == 1  # the basic launcher runs one trial at a time
-    assert {"finetune.lr", "finetune.head_lr", "finetune.batch_size", "model.embed_dropout",
-            "model.head_dropout"} <= set(sweeper.params)
+    assert {"finetune.lr", "finetune.head_lr", "finetune.batch_size", "model.backbone.embed_dropout",
+            "model.head.dropout"} <= set(sweeper.params)
     for key in sweeper.params:
         assert OmegaConf.select(cfg, key, throw_on_missing=True) is not None, key
     joblib = compose_train(tmp_path, ["hparams_search=optuna", "hydra/launcher=joblib", "hydra.launcher.n_jobs=3"],
@@ -139,7 +139,7 @@ def test_slurm_launcher_composes_into_a_valid_sbatch_script(tmp_path, monkeypatc
 
     monkeypatch.setattr(submitit.AutoExecutor, "map_array", fake_map_array)
     launcher = Plugins.instance().instantiate_launcher(hydra_context=None, task_function=None, config=cfg)
-    (ret,) = launcher.launch([["init=sa"]], initial_job_idx=0)
+    (ret,) = launcher.launch([["objective=sa"]], initial_job_idx=0)
     assert ret.return_value == 0.5
     (script,) = scripts
     for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4", "#SBATCH --gpus-per-node=4",
@@ -152,11 +152,11 @@ def test_optuna_search_on_the_joblib_launcher_runs_trials_in_parallel(tmp_path):
     """Two trials at once through train.py: own run dirs in one multirun dir, one SA pretraining shared
     through the cache, and the sweeper's best value is the best job's validation accuracy."""
     env = dict(os.environ, WANDB_MODE="offline", HYDRA_FULL_ERROR="1", OMP_NUM_THREADS="1")
-    # model.embed_dropout is part of the pretraining cache key: fixing it keeps both trials on one SA
+    # model.backbone.embed_dropout is part of the pretraining cache key: fixing it keeps both trials on one SA
     command = [sys.executable, str(ROOT / "train.py"), "-m", "experiment=smoke", "hparams_search=optuna",
                "hydra.sweeper.n_trials=2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
                f"paths.log_dir={tmp_path}", f"paths.cache_dir={tmp_path}/cache", "logger=csv",
-               "model.embed_dropout=0.0"]
+               "model.backbone.embed_dropout=0.0"]
     out = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     (sweep_dir,) = (tmp_path / "smoke" / "multiruns").iterdir()
@@ -166,12 +166,12 @@ def test_optuna_search_on_the_joblib_launcher_runs_trials_in_parallel(tmp_path):
     assert "Joblib.Parallel(n_jobs=2" in out.stdout + out.stderr and "is launching 2 jobs" in out.stdout + out.stderr
     for job in jobs:  # each trial ran with its own sampled recipe, and the fixed key
         overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
-        assert "model.embed_dropout=0.0" in overrides and any(o.startswith("finetune.lr=") for o in overrides)
+        assert "model.backbone.embed_dropout=0.0" in overrides and any(o.startswith("finetune.lr=") for o in overrides)
         config = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())
         lr = next(o for o in overrides if o.startswith("finetune.lr=")).split("=")[1]
         assert config["finetune"]["lr"] == float(lr)
     best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     assert best["best_value"] == max(r["val/acc_best"] for r in results)
-    assert set(best["best_params"]) == {"finetune.lr", "finetune.head_lr", "finetune.batch_size", "model.head_dropout"}
+    assert set(best["best_params"]) == {"finetune.lr", "finetune.head_lr", "finetune.batch_size", "model.head.dropout"}
     assert len(list((tmp_path / "cache" / "pretrained").glob("sa-*.ckpt"))) == 1
     assert sorted(p.name for j in jobs for p in j.glob("pretrain-*")) == ["pretrain-sa"]

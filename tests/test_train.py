@@ -6,9 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from semiseq import runs
-
-from .conftest import ROOT
+from .conftest import ROOT, read_json
 
 
 def train(tmp_path: Path, *args: str, smoke: bool = True) -> subprocess.CompletedProcess:
@@ -20,7 +18,7 @@ def train(tmp_path: Path, *args: str, smoke: bool = True) -> subprocess.Complete
 
 
 def test_multirun_over_inits_pretrains_each_objective_once(tmp_path):
-    out = train(tmp_path, "-m", "init=random,lm,sa", "finetune.max_epochs=1,2")
+    out = train(tmp_path, "-m", "objective=none,lm,sa", "finetune.max_epochs=1,2")
     assert out.returncode == 0, out.stderr[-3000:]
     jobs = sorted(p for p in (tmp_path / "logs" / "smoke" / "multiruns").glob("*/*") if p.name.isdigit())
     assert len(jobs) == 6
@@ -41,27 +39,27 @@ def test_multirun_over_inits_pretrains_each_objective_once(tmp_path):
 
 
 def test_pretrain_then_finetune_from_the_checkpoint(tmp_path):
-    out = train(tmp_path, "mode=pretrain", "model=lm_lstm", "logger=csv")
+    out = train(tmp_path, "mode=pretrain", "objective=lm", "logger=csv")
     assert out.returncode == 0, out.stderr[-3000:]
     (run_dir,) = (tmp_path / "logs" / "smoke" / "runs").glob("*")
     ckpt = run_dir / "checkpoints" / "pretrained.ckpt"
-    assert ckpt.is_file() and runs.read_json(run_dir / "results.json")["objective"] == "lm"
+    assert ckpt.is_file() and read_json(run_dir / "results.json")["objective"] == "lm"
     assert (run_dir / "csv").is_dir()
-    out = train(tmp_path, "init=lm", f"init.checkpoint={ckpt}", "logger=none")
+    out = train(tmp_path, "objective=lm", f"init.checkpoint={ckpt}", "logger=none")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "init=lm: test accuracy" in out.stdout and "pretraining them" not in out.stderr
 
 
 def test_unknown_option_lists_the_valid_ones(tmp_path):
-    out = train(tmp_path, "model=sa_lsmt")
-    assert out.returncode == 1 and out.stderr.startswith("semiseq: error: model=sa_lsmt is not an option; choose ")
-    assert "lm_lstm" in out.stderr and "sa_lstm" in out.stderr and "(did you mean model=sa_lstm?)" in out.stderr
+    out = train(tmp_path, "model=lstn")
+    assert out.returncode == 1 and out.stderr.startswith("semiseq: error: model=lstn is not an option; choose ")
+    assert "lstm, paper_lstm" in out.stderr and "(did you mean model=lstm?)" in out.stderr
 
 
 def test_vocabulary_mismatch_stops_the_run_with_one_clear_line(tmp_path):
     out = train(tmp_path, "mode=pretrain", "logger=none")
     (run_dir,) = (tmp_path / "logs" / "smoke" / "runs").glob("*")
-    out = train(tmp_path, "init=sa", f"init.checkpoint={run_dir}/checkpoints/pretrained.ckpt",
+    out = train(tmp_path, "objective=sa", f"init.checkpoint={run_dir}/checkpoints/pretrained.ckpt",
                 "data.corpus.num_symbols=9", "logger=none")
     assert out.returncode != 0
     assert "semiseq: error: vocabulary mismatch: checkpoint" in out.stderr and "Traceback" not in out.stderr
@@ -79,7 +77,7 @@ def test_without_a_terminal_progress_is_a_log_line_per_validation_or_epoch(tmp_p
     """Output to a file or pipe (nohup, SLURM, CI): no bar redrawn into the log, but one line per pretraining
     validation (every pretrain.val_every_n_steps=4 of 8 steps) and one per fine-tuning epoch (2), each with its
     metrics."""
-    out = train(tmp_path, "logger=none", "init=sa", "trainer.enable_progress_bar=true")
+    out = train(tmp_path, "logger=none", "objective=sa", "trainer.enable_progress_bar=true")
     assert out.returncode == 0, out.stderr[-3000:]
     lines = [line.split("] - ", 1)[1] for line in out.stdout.splitlines() if "[semiseq.callbacks]" in line]
     assert [line.split(",")[0:2] for line in lines] == [["epoch 0", " step 4"], ["epoch 0", " step 8"],

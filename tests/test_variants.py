@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 
 import semiseq
-from semiseq import pipeline, word2vec
+from semiseq import pipeline, stage
 from semiseq.nets import Backbone, Classifier, linear_gain_loss
+from semiseq.objectives import word2vec
 from semiseq.tasks import ClassifierTask
 
 
@@ -41,14 +42,14 @@ def smoke(make_cfg):
 
 
 def test_word2vec_init_copies_its_vectors_into_the_embedding_only(smoke, tmp_path):
-    cfg = smoke("init=word2vec", "logger=none")
+    cfg = smoke("objective=word2vec", "logger=none")
     corpus = pipeline.build_corpus(cfg)
     path = pipeline.init_checkpoint(cfg, corpus, tmp_path)
     ckpt = torch.load(path, weights_only=True)
     weight = ckpt["state_dict"]["net.backbone.embedding.weight"]
-    assert ckpt["semiseq"]["kind"] == "word2vec" and weight.shape == (len(corpus.vocab), cfg.model.embed_dim)
+    assert ckpt["semiseq"]["kind"] == "word2vec" and weight.shape == (len(corpus.vocab), cfg.model.backbone.embed_dim)
     assert weight[0].abs().sum() == 0  # PAD
-    again = word2vec.embeddings(corpus, cfg.model.embed_dim, epochs=cfg.init.epochs, seed=cfg.pretrain.seed)
+    again = word2vec.embeddings(corpus, cfg.model.backbone.embed_dim, epochs=cfg.objective.epochs, seed=cfg.pretrain.seed)
     assert torch.equal(weight, again)  # one worker + a seed: reproducible
     task = pipeline.build_classifier(cfg, corpus)
     lstm_before = task.net.backbone.lstm.weight_hh_l0.clone()
@@ -80,10 +81,10 @@ def test_joint_task_shares_one_backbone_and_adds_the_weighted_objective(smoke):
     cfg = smoke("mode=joint", "mode.weight=0.5", "logger=none")
     corpus = pipeline.build_corpus(cfg)
     task = pipeline.build_classifier(cfg, corpus)
-    assert task.aux.backbone is task.net.backbone and task.hparams.joint_objective == "sa"
+    assert task.aux.backbone is task.net.backbone and task.hparams.joint["objective"] == "sa"
     optimizer = task.configure_optimizers()
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(task.parameters()))
-    dm = pipeline.build_datamodule(cfg, corpus, "joint")
+    dm = stage.build_datamodule(cfg, corpus, "joint")
     batch, _, _ = next(iter(dm.train_dataloader()))  # CombinedLoader: (batch, batch_idx, dataloader_idx)
     assert set(batch) == {"labeled", "unlabeled"} and len(batch["unlabeled"][0]) == cfg.mode.text_batch_size
 
@@ -102,8 +103,8 @@ def test_joint_task_shares_one_backbone_and_adds_the_weighted_objective(smoke):
 
 
 def test_joint_and_linear_gain_runs_end_to_end(smoke, tmp_path):
-    cfg = smoke("mode=joint", "model.readout=linear_gain", "logger=csv")
-    assert cfg.init.name == "random"  # joint training starts from scratch unless init says otherwise
+    cfg = smoke("mode=joint", "model.head.readout=linear_gain", "logger=csv")
+    assert pipeline.init_checkpoint(cfg, None, tmp_path) is None  # joint training starts from scratch
     val = pipeline.run(cfg)
     run_dir = Path(cfg.paths.output_dir)
     results = json.loads((run_dir / "results.json").read_text())
@@ -113,4 +114,4 @@ def test_joint_and_linear_gain_runs_end_to_end(smoke, tmp_path):
     model = semiseq.load(results["best_checkpoint"])  # the joint checkpoint is a classifier for inference
     assert model.kind == "classifier" and len(model.predict(["a b c"])) == 1
     task = ClassifierTask.load_from_checkpoint(results["best_checkpoint"], weights_only=True)
-    assert task.aux is not None and task.hparams.readout == "linear_gain"
+    assert task.aux is not None and task.hparams.head["readout"] == "linear_gain"

@@ -6,7 +6,9 @@ import struct
 import zlib
 from pathlib import Path
 
-from semiseq import pipeline, runs
+from semiseq import pipeline, tracking
+
+from .conftest import make_objective
 
 
 class FakeRun:
@@ -33,11 +35,11 @@ def test_pretraining_is_an_artifact_the_finetune_run_uses(make_cfg, monkeypatch)
         stages.append((loggers, FakeRun("online")))
         return stages[-1][1]
 
-    monkeypatch.setattr(runs, "wandb_run", wandb_run)
-    cfg = make_cfg("experiment=smoke", "logger=csv", "init=sa")
+    monkeypatch.setattr(tracking, "wandb_run", wandb_run)
+    cfg = make_cfg("experiment=smoke", "logger=csv", "objective=sa")
     pipeline.run(cfg)
     (_, pretraining), (_, finetuning) = stages  # one run per stage
-    name = f"pretrained-{runs.cache_path(cfg, 'sa').stem}"
+    name = f"pretrained-{pipeline.cache_entry(cfg, pipeline.build_corpus(cfg), make_objective('sa')).stem}"
     assert pretraining.logged == [(name, "pretrained", ["pretrained.ckpt"])] and pretraining.used == []
     assert finetuning.used == [f"{name}:latest"]
     assert finetuning.logged[0][1:] == ("model", ["best.ckpt"])
@@ -46,8 +48,8 @@ def test_pretraining_is_an_artifact_the_finetune_run_uses(make_cfg, monkeypatch)
 
 
 def test_offline_runs_keep_the_summary_and_skip_lineage(make_cfg, monkeypatch, caplog):
-    monkeypatch.setattr(runs, "wandb_configured", lambda: False)
-    cfg = make_cfg("experiment=smoke", "logger=wandb", "init=sa")
+    monkeypatch.setattr(tracking, "wandb_configured", lambda: False)
+    cfg = make_cfg("experiment=smoke", "logger=wandb", "objective=sa")
     pipeline.run(cfg)
     run_dir = Path(cfg.paths.output_dir)
     (finetune,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")  # offline: records kept for `wandb sync`
@@ -57,7 +59,8 @@ def test_offline_runs_keep_the_summary_and_skip_lineage(make_cfg, monkeypatch, c
     assert {k: summary.get(k) for k in ("test/error", "val/acc_best", "test/acc")} == {
         k: results[k] for k in ("test/error", "val/acc_best", "test/acc")}
     artifacts = [r.artifact for r in wandb_records(pretraining) if r.WhichOneof("record_type") == "artifact"]
-    assert [(a.name, a.type) for a in artifacts] == [(runs.artifact_name(cfg, "sa"), "pretrained")]  # the weights
+    entry = pipeline.cache_entry(cfg, pipeline.build_corpus(cfg), make_objective("sa"))
+    assert [(a.name, a.type) for a in artifacts] == [(f"pretrained-{entry.stem}", "pretrained")]  # the weights
     assert "to link as this run's input" not in caplog.text  # offline: no lineage is attempted (it cannot work)
 
 

@@ -83,13 +83,14 @@ TRAIN_VALUES = {
     "finetune.head_lr": ("positive?", 1e-4), "finetune.weight_decay": ("number", 0.0),
     "finetune.grad_clip": ("number?", 5.0),
     "data.max_len": ("int?", 400), "data.eval_batch_size": ("int", 256), "data.corpus.val_fraction": ("fraction", 0.15),
-    "model.embed_dim": ("int", 32), "model.hidden_dim": ("int", 128), "model.num_layers": ("int", 1),
-    "model.head_dim": ("int", 512), "model.embed_dropout": ("fraction", 0.0), "model.dropout": ("fraction", 0.0),
-    "model.head_dropout": ("fraction", 0.5), "mode.weight": ("number", 1.0), "mode.text_batch_size": ("int?", 64),
+    "model.backbone.embed_dim": ("int", 32), "model.backbone.hidden_dim": ("int", 128),
+    "model.backbone.num_layers": ("int", 1), "model.head.hidden_dim": ("int", 512),
+    "model.backbone.embed_dropout": ("fraction", 0.0), "model.backbone.dropout": ("fraction", 0.0),
+    "model.head.dropout": ("fraction", 0.5), "mode.weight": ("number", 1.0), "mode.text_batch_size": ("int?", 64),
     "trainer.log_every_n_steps": ("int", 10), "threads": ("int?", 1),
 }
 EVAL_VALUES = {"batch_size": ("int", 256), "threads": ("int?", 1), **SEEDS}
-CHOICES = {"model.readout": ("last", "linear_gain"), "model.softmax": ("full", "adaptive")}
+CHOICES = {"model.head.readout": ("last", "linear_gain"), "model.output.softmax": ("full", "adaptive")}
 MEANING = {"int": "a positive integer", "positive": "a positive number", "number": "a number >= 0",
            "fraction": "a number in [0, 1)", "seed": "an integer from 0 to 2**32 - 1"}
 

@@ -36,7 +36,7 @@ from semiseq import SemiseqError
 from semiseq.data.corpus import Corpus, Vocab, collate
 from semiseq.data.module import SequenceDataModule
 from semiseq.data.tokenize import Tokenizer
-from semiseq.tasks import OBJECTIVES, ClassifierTask, Pretrainer
+from semiseq.tasks import ClassifierTask, Pretrainer
 from semiseq.transfer import check_vocab, read_checkpoint
 
 WINDOW = 16  # file commands read this many batches at a time and sort them by length: little padding
@@ -79,7 +79,7 @@ class Model:
         if self.kind != "classifier":
             raise SemiseqError(
                 f"{self.path} is a pretraining checkpoint ({self.kind.upper()}-LSTM) with no classifier, so it cannot "
-                f"be used to {action}: fine-tune it first (python train.py init={self.kind} "
+                f"be used to {action}: fine-tune it first (python train.py objective={self.kind} "
                 f"init.checkpoint={self.path}) and use the fine-tuned checkpoint (results.json's best_checkpoint)")
 
     def predict_proba(self, texts: Iterable[str], batch_size: int = 256) -> np.ndarray:
@@ -131,11 +131,11 @@ def load(path: str | os.PathLike, device: str | torch.device | None = None) -> M
                            "(results.json's best_checkpoint, or checkpoints/pretrained.ckpt)")
     ckpt = read_checkpoint(path)
     meta, hparams = ckpt["semiseq"], ckpt.get("hyper_parameters")
-    tasks = {"classifier": ClassifierTask, **{k: Pretrainer for k in OBJECTIVES}}
-    if meta.get("kind") not in tasks or not hparams:
-        raise SemiseqError(f"checkpoint {path} has kind {meta.get('kind')!r} and no usable hyper-parameters; "
-                           f"expected one of {sorted(tasks)} written by train.py")
-    task = tasks[meta["kind"]](**hparams)
+    if not hparams or (meta.get("kind") != "classifier" and "network" not in hparams):
+        raise SemiseqError(f"checkpoint {path} has kind {meta.get('kind')!r} and no network to rebuild (word2vec "
+                           "checkpoints hold only embeddings); pass a classifier or an SA / LM checkpoint written "
+                           "by train.py")
+    task = (ClassifierTask if meta["kind"] == "classifier" else Pretrainer)(**hparams)
     try:
         task.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:

@@ -1,5 +1,5 @@
-"""The networks, in plain torch.nn: a Backbone (embedding + LSTM) shared by the language model,
-the sequence autoencoder and the classifier. Nothing here knows about Lightning.
+"""The networks, in plain torch.nn: a Backbone (embedding + LSTM) shared by the pretraining objectives'
+networks (:mod:`semiseq.objectives`) and the classifier. Nothing here knows about Lightning.
 
 Sequences are right-padded with PAD and come with their lengths. Padding never enters a loss (PAD
 targets are ignored), a readout (the last *real* step is read) or an encoder state (see
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from semiseq.data.corpus import EOS, PAD
+from semiseq.data.corpus import PAD
 
 State = tuple[torch.Tensor, torch.Tensor]
 
@@ -38,6 +38,7 @@ class Backbone(nn.Module):
                  embed_dropout: float = 0.0, dropout: float = 0.0, input_dim: int | None = None):
         super().__init__()
         self.input_dim = input_dim  # real-valued steps (e.g. CIFAR-10 pixel rows): a linear input layer
+        self.dropout = dropout  # between LSTM layers, and what every network built on it drops of its outputs
         self.embedding = (nn.Embedding(vocab_size, embed_dim, padding_idx=PAD) if input_dim is None
                           else nn.Linear(input_dim, embed_dim))
         self.embed_dropout = nn.Dropout(embed_dropout)
@@ -99,118 +100,18 @@ class Backbone(nn.Module):
         return h, c
 
 
-def teacher_forcing(tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decoder inputs ``<eos> x1..xT`` and targets ``x1..xT <eos>`` (PAD beyond: ignored by the loss).
-    Real-valued steps [B, T, F]: inputs ``0 x1..x(T-1)`` and targets ``x1..xT`` (no end symbol)."""
-    if tokens.dim() == 3:
-        return torch.cat([torch.zeros_like(tokens[:, :1]), tokens[:, :-1]], dim=1), tokens
-    go = tokens.new_full((tokens.size(0), 1), EOS)
-    inputs = torch.cat([go, tokens], dim=1)
-    targets = torch.cat([tokens, tokens.new_full((tokens.size(0), 1), PAD)], dim=1)
-    targets.scatter_(1, lengths.to(tokens.device).unsqueeze(1), EOS)
-    return inputs, targets
-
-
-class LanguageModel(nn.Module):
-    """Next-token prediction with the backbone (the paper's LM-LSTM).
-
-    ``softmax='adaptive'`` replaces the full softmax over the vocabulary with an adaptive one
-    (Grave et al. 2017: frequent words in a small head, rare ones in smaller clusters behind
-    ``cutoffs``), much cheaper for large vocabularies; the vocabulary is sorted by frequency."""
-
-    def __init__(self, backbone: Backbone, dropout: float = 0.0, softmax: str = "full",
-                 cutoffs: tuple[int, ...] = (2000, 10000)):
-        super().__init__()
-        self.backbone = backbone
-        self.dropout = nn.Dropout(dropout)
-        hidden, self.continuous = backbone.lstm.hidden_size, backbone.input_dim is not None
-        vocab = backbone.input_dim or backbone.embedding.num_embeddings  # real-valued steps: predict the values
-        cutoffs = [c for c in cutoffs if c < vocab - 1]
-        if softmax not in ("full", "adaptive"):
-            raise ValueError(f"softmax must be 'full' or 'adaptive', got {softmax!r}")
-        self.adaptive = softmax == "adaptive" and bool(cutoffs) and not self.continuous
-        self.output = (nn.AdaptiveLogSoftmaxWithLoss(hidden, vocab, cutoffs, div_value=4.0) if self.adaptive
-                       else nn.Linear(hidden, vocab))
-
-    def num_targets(self, lengths: torch.Tensor) -> torch.Tensor:
-        """How many targets a batch has: every token and the closing <eos> (real-valued: every step)."""
-        return lengths.sum() if self.continuous else (lengths + 1).sum()
-
-    def log_probs(self, out: torch.Tensor) -> torch.Tensor:
-        """Decoder outputs [..., H] -> (unnormalised for the full softmax) log-probabilities [..., V]."""
-        out = self.dropout(out)
-        return self.output.log_prob(out.flatten(0, -2)).view(*out.shape[:-1], -1) if self.adaptive else self.output(out)
-
-    def nll(self, out: torch.Tensor, targets: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
-        """Summed negative log-likelihood of the real (non-PAD) targets; padding is never projected.
-        Real-valued steps (``real`` marks them): the summed squared error per step (the paper's L2 loss)."""
-        if self.continuous:
-            return F.mse_loss(self.output(self.dropout(out[real])), targets[real], reduction="sum")
-        real = targets != PAD
-        out, targets = self.dropout(out[real]), targets[real]
-        if self.adaptive:
-            return self.output(out, targets).loss * targets.numel()
-        return F.cross_entropy(self.output(out), targets, reduction="sum")
-
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, state: State | None = None):
-        """Returns (logits [B, T+1, V], targets [B, T+1]) with PAD targets to ignore."""
-        inputs, targets = teacher_forcing(tokens, lengths)
-        return self.log_probs(self.backbone(inputs, state)), targets
-
-    def start_state(self, tokens: torch.Tensor, lengths: torch.Tensor, window: int) -> State | None:
-        """The state prediction starts from: none for a language model."""
-        return None
-
-    def num_windows(self, tokens: torch.Tensor, window: int) -> int:
-        """How many losses :meth:`window_losses` yields for ``tokens``."""
-        steps = tokens.size(1) + (tokens.dim() == 2)  # teacher forcing adds <eos> to a token sequence
-        return -(-steps // window)
-
-    def window_losses(self, tokens: torch.Tensor, lengths: torch.Tensor, window: int):
-        """Truncated back-propagation through time: yields the summed token loss of each ``window``
-        steps in turn (backward each before taking the next); the state crosses windows detached.
-        With ``window`` > T this is one loss, the same as :meth:`forward`'s."""
-        inputs, targets = teacher_forcing(tokens, lengths)
-        real = torch.arange(targets.size(1), device=targets.device) < lengths.to(targets.device)[:, None]
-        state = self.start_state(tokens, lengths, window)
-        for start in range(0, inputs.size(1), window):
-            out, state = self.backbone.scan(inputs[:, start:start + window], state)
-            yield self.nll(out, targets[:, start:start + window], real[:, start:start + window])
-            state = tuple(s.detach() for s in state)
-
-
-class SequenceAutoencoder(LanguageModel):
-    """The paper's SA-LSTM: the backbone reads the sequence, then the *same* backbone, started from
-    that final state, reconstructs it token by token. Encoder and decoder are one set of weights."""
-
-    @property
-    def encoder(self) -> Backbone:
-        return self.backbone
-
-    @property
-    def decoder(self) -> Backbone:
-        return self.backbone
-
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, state: State | None = None):
-        return super().forward(tokens, lengths, self.encoder.encode(tokens, lengths, state))
-
-    def start_state(self, tokens: torch.Tensor, lengths: torch.Tensor, window: int) -> State:
-        return self.encoder.encode_windows(tokens, lengths, window)
-
-
 class Classifier(nn.Module):
-    """Backbone -> last real step -> ReLU hidden layer with dropout -> class logits."""
+    """Backbone -> last real step -> (the backbone's dropout) ReLU hidden layer with dropout -> class logits."""
 
-    def __init__(self, backbone: Backbone, num_classes: int, head_dim: int = 512, head_dropout: float = 0.5,
-                 dropout: float = 0.0):
+    def __init__(self, backbone: Backbone, num_classes: int, hidden_dim: int = 512, dropout: float = 0.5):
         super().__init__()
         self.backbone = backbone
         self.head = nn.Sequential(
-            nn.Dropout(dropout),
-            nn.Linear(backbone.lstm.hidden_size, head_dim),
+            nn.Dropout(backbone.dropout),
+            nn.Linear(backbone.lstm.hidden_size, hidden_dim),
             nn.ReLU(),
-            nn.Dropout(head_dropout),
-            nn.Linear(head_dim, num_classes),
+            nn.Dropout(dropout),
+            nn.Linear(hidden_dim, num_classes),
         )
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -237,10 +138,3 @@ def linear_gain_loss(step_logits: torch.Tensor, labels: torch.Tensor, lengths: t
     weight = torch.where(length == 1, (steps == 0).to(weight.dtype), weight)
     ce = F.cross_entropy(step_logits.flatten(0, 1), labels.repeat_interleave(t), reduction="none").view(b, t)
     return ((ce * weight).sum(1) / weight.sum(1)).mean()
-
-
-def token_loss(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean cross-entropy over real (non-PAD) target tokens, and their count."""
-    loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=PAD, reduction="sum")
-    count = (targets != PAD).sum()
-    return loss / count, count

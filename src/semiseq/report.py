@@ -90,8 +90,8 @@ def make_run(result: dict, cfg: dict, run_dir: Path | None = None) -> dict:
     mode = result.get("mode") or _get(cfg, "mode.name", "finetune")
     data = result.get("data") or _get(cfg, "data.name", "?")
     unlabeled = _get(cfg, "data.unlabeled") or ""
-    model = f"{_get(cfg, 'model.num_layers', '?')}x{_get(cfg, 'model.hidden_dim', '?')}"
-    objective = result.get("objective") or _get(cfg, "model.objective", "?")
+    model = f"{_get(cfg, 'model.backbone.num_layers', '?')}x{_get(cfg, 'model.backbone.hidden_dim', '?')}"
+    objective = result.get("objective") or _get(cfg, "objective.name", "?")
     run = dict(dir=run_dir, seed=_get(cfg, "seed"), wall_s=result.get("wall_s"), mode=mode)
     if mode == "pretrain":
         return dict(run, key=Pretraining(objective, data, unlabeled, model), loss=result.get("val/loss"),
@@ -99,9 +99,9 @@ def make_run(result: dict, cfg: dict, run_dir: Path | None = None) -> dict:
     error = result.get("test/error")
     if error is None and result.get("test/acc") is not None:
         error = 100 * (1 - result["test/acc"])
-    init = result.get("init") or _get(cfg, "init.name", "?")
-    readout = result.get("readout") or _get(cfg, "model.readout") or "last"
-    mode = f"joint-{_get(cfg, 'mode.objective') or objective}" if mode == "joint" else mode
+    init = result.get("init") or ("random" if objective == "none" or mode == "joint" else objective)
+    readout = result.get("readout") or _get(cfg, "model.head.readout") or "last"
+    mode = f"joint-{objective}" if mode == "joint" else mode
     return dict(run, key=Variant(data, mode, init, readout, unlabeled, model), error=error)
 
 
@@ -151,8 +151,9 @@ def wandb_runs(path: str, group: str) -> tuple[list[dict], int]:
         if r.state != "finished":
             continue
         summary = r.summary
-        objective = next((t.split(":")[1] for t in r.tags or [] if t.split(":")[0] in ("objective", "joint")), None)
-        result = {"mode": r.job_type, "objective": objective, "wall_s": summary.get("_runtime"),
+        tags = dict(t.split(":", 1) for t in r.tags or [] if ":" in t)
+        result = {"mode": r.job_type, "objective": tags.get("objective") or tags.get("joint"), "init": tags.get("init"),
+                  "wall_s": summary.get("_runtime"),
                   **{k: summary.get(k) for k in ("test/error", "test/acc", "val/loss", "val/ppl")}}
         runs.append(make_run(result, dict(r.config)))
     return runs, len(found) - len(runs)

@@ -12,13 +12,19 @@ import contextlib
 import lightning as L
 import torch
 import torch.nn.functional as F
+from hydra.utils import get_class
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from semiseq.nets import Backbone, Classifier, LanguageModel, SequenceAutoencoder, last_step, linear_gain_loss
+from semiseq.nets import Backbone, Classifier, last_step, linear_gain_loss
 
-OBJECTIVES = {"sa": SequenceAutoencoder, "lm": LanguageModel}
 READOUTS = ("last", "linear_gain")
+
+
+def token_network(network: str, backbone: Backbone, output: dict):
+    """A pretraining objective's network (its class' import path, so that hparams stay primitive) on ``backbone``,
+    with ``model.output``'s softmax and the backbone's output dropout."""
+    return get_class(network)(backbone, backbone.dropout, output["softmax"], tuple(output["cutoffs"]))
 
 
 class _Task(L.LightningModule):
@@ -29,10 +35,6 @@ class _Task(L.LightningModule):
     def __init__(self, meta: dict | None):
         super().__init__()
         self.meta = meta or {}
-
-    @property
-    def vocab(self) -> list[str] | None:
-        return self.meta.get("vocab")
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
@@ -45,21 +47,16 @@ class _Task(L.LightningModule):
 
 
 class Pretrainer(_Task):
-    """Unsupervised pretraining: ``objective='sa'`` (sequence autoencoder) or ``'lm'`` (language model).
-    Logs per-token cross-entropy and perplexity (squared error per step for real-valued steps)."""
+    """Unsupervised pretraining of ``objective`` (its ``network``: see :mod:`semiseq.objectives`). Logs per-token
+    cross-entropy and perplexity (squared error per step for real-valued steps)."""
 
-    def __init__(self, objective: str, vocab_size: int, embed_dim: int, hidden_dim: int, num_layers: int = 1,
-                 embed_dropout: float = 0.0, dropout: float = 0.0, lr: float = 1e-3, weight_decay: float = 0.0,
-                 grad_clip: float | None = None, tbptt_steps: int | None = None, softmax: str = "full",
-                 adaptive_cutoffs: tuple[int, ...] = (2000, 10000), input_dim: int | None = None,
-                 meta: dict | None = None, **_classifier_only):
+    def __init__(self, objective: str, network: str, vocab_size: int, backbone: dict, output: dict,
+                 lr: float = 1e-3, weight_decay: float = 0.0, grad_clip: float | None = None,
+                 tbptt_steps: int | None = None, input_dim: int | None = None, meta: dict | None = None):
         super().__init__(meta)
-        if objective not in OBJECTIVES:
-            raise ValueError(f"unknown pretraining objective {objective!r}; choose one of {sorted(OBJECTIVES)}")
-        self.save_hyperparameters(ignore=["meta", "_classifier_only"])
+        self.save_hyperparameters(ignore=["meta"])
         self.kind = objective
-        backbone = Backbone(vocab_size, embed_dim, hidden_dim, num_layers, embed_dropout, dropout, input_dim)
-        self.net = OBJECTIVES[objective](backbone, dropout, softmax, tuple(adaptive_cutoffs))
+        self.net = token_network(network, Backbone(vocab_size, input_dim=input_dim, **backbone), output)
         self.val_loss = MeanMetric()
         self.automatic_optimization = False  # a step may back-propagate window by window (truncated BPTT)
 
@@ -104,28 +101,22 @@ class Pretrainer(_Task):
 class ClassifierTask(_Task):
     """Supervised classification; reports accuracy and test error (%).
 
-    ``readout='linear_gain'`` trains on the label at every step (the paper's linear label gain) and
-    still predicts from the last step. ``joint_objective='sa'|'lm'`` adds that objective's per-token
-    loss on unlabeled batches, times ``joint_weight``, through the same backbone (joint training)."""
+    ``head.readout='linear_gain'`` trains on the label at every step (the paper's linear label gain) and
+    still predicts from the last step. ``joint`` (``network``, ``output``, ``weight``: see ``mode=joint``) adds
+    that objective's per-token loss on unlabeled batches, times ``weight``, through the same backbone."""
 
     kind = "classifier"
 
-    def __init__(self, num_classes: int, vocab_size: int, embed_dim: int, hidden_dim: int, num_layers: int = 1,
-                 embed_dropout: float = 0.0, dropout: float = 0.0, head_dim: int = 512, head_dropout: float = 0.5,
-                 readout: str = "last", lr: float = 1e-3, head_lr: float | None = None, weight_decay: float = 0.0,
-                 input_dim: int | None = None, joint_objective: str | None = None, joint_weight: float = 1.0,
-                 softmax: str = "full", adaptive_cutoffs: tuple[int, ...] = (2000, 10000), meta: dict | None = None,
-                 **_pretrain_only):
+    def __init__(self, num_classes: int, vocab_size: int, backbone: dict, head: dict, lr: float = 1e-3,
+                 head_lr: float | None = None, weight_decay: float = 0.0, input_dim: int | None = None,
+                 joint: dict | None = None, meta: dict | None = None):
         super().__init__(meta)
-        if readout not in READOUTS:
-            raise ValueError(f"unknown model.readout={readout!r}; choose one of {list(READOUTS)}")
-        if joint_objective is not None and joint_objective not in OBJECTIVES:
-            raise ValueError(f"unknown joint objective {joint_objective!r}; choose one of {sorted(OBJECTIVES)}")
-        self.save_hyperparameters(ignore=["meta", "_pretrain_only"])
-        backbone = Backbone(vocab_size, embed_dim, hidden_dim, num_layers, embed_dropout, dropout, input_dim)
-        self.net = Classifier(backbone, num_classes, head_dim, head_dropout, dropout)
-        self.aux = (OBJECTIVES[joint_objective](backbone, dropout, softmax, tuple(adaptive_cutoffs))
-                    if joint_objective else None)  # shares the classifier's backbone
+        if head["readout"] not in READOUTS:
+            raise ValueError(f"unknown model.head.readout={head['readout']!r}; choose one of {list(READOUTS)}")
+        self.save_hyperparameters(ignore=["meta"])
+        net = Backbone(vocab_size, input_dim=input_dim, **backbone)
+        self.net = Classifier(net, num_classes, head["hidden_dim"], head["dropout"])
+        self.aux = token_network(joint["network"], net, joint["output"]) if joint else None  # the same backbone
         self.val_acc, self.test_acc = (MulticlassAccuracy(num_classes, average="micro") for _ in range(2))
         self._train_sums = None  # loss * n, correct, n: summed on device, logged once per epoch (no sync per step)
 
@@ -143,7 +134,7 @@ class ClassifierTask(_Task):
 
     def training_step(self, batch, batch_idx):
         tokens, lengths, labels = batch["labeled"] if self.aux else batch
-        if self.hparams.readout == "linear_gain":
+        if self.hparams.head["readout"] == "linear_gain":
             steps = self.net.step_logits(tokens)
             loss, logits = linear_gain_loss(steps, labels, lengths), last_step(steps, lengths)
         else:
@@ -157,9 +148,9 @@ class ClassifierTask(_Task):
             (aux_loss,) = self.aux.window_losses(text, text_lengths, text.size(1) + 1)
             aux_loss = aux_loss / self.aux.num_targets(text_lengths)
             if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:  # the steps the logger writes
-                self.log_dict({"train/classifier_loss": loss, f"train/{self.hparams.joint_objective}_loss": aux_loss},
+                self.log_dict({"train/classifier_loss": loss, f"train/{self.hparams.joint['objective']}_loss": aux_loss},
                               sync_dist=True)
-            loss = loss + self.hparams.joint_weight * aux_loss
+            loss = loss + self.hparams.joint["weight"] * aux_loss
         return loss
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

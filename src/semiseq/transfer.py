@@ -63,23 +63,18 @@ def check_vocab(ckpt_vocab: list[str], vocab: list[str], ckpt_name: str, data_na
         f"{len(vocab)}; they first differ at id {first} ({at(ckpt_vocab)} vs {at(vocab)}). {fix}")
 
 
-KINDS = {"sa": "SA-LSTM pretraining weights", "lm": "LM-LSTM pretraining weights", "word2vec": "word2vec embeddings",
-         "classifier": "a fine-tuned classifier"}
-
-
-def load_backbone(model: nn.Module, path: str | Path, vocab: list[str], data_name: str = "?",
-                  init: str | None = None) -> int:
+def load_backbone(model: nn.Module, path: str | Path, vocab: list[str], data_name: str = "?", objective=None) -> int:
     """Copy every ``net.backbone.*`` tensor of the checkpoint into ``model`` (a task whose ``net`` has a
-    ``backbone``). With ``init`` ('sa', 'lm', 'word2vec'), the checkpoint must be of that kind.
-    Returns the number of tensors copied."""
+    ``backbone``). With ``objective`` (a :class:`semiseq.objectives.Objective`), the checkpoint must hold its
+    weights. Returns the number of tensors copied."""
     ckpt = read_checkpoint(path)
     kind = ckpt["semiseq"].get("kind")
-    if init is not None and kind != init:
-        other = (f"pass init={kind} to start from it, or " if kind in KINDS and kind != "classifier" else
-                 f"pass a checkpoint of {KINDS.get(init, init)}, or ")
-        raise TransferError(f"checkpoint {path} holds {KINDS.get(kind, f'kind {kind!r}')}, not "
-                            f"{KINDS.get(init, init)} as init={init} asks; {other}leave init.checkpoint=null to "
-                            f"train {init} weights on this data")
+    if objective is not None and kind != objective.name:
+        held, other = (("a fine-tuned classifier", "pass a pretraining checkpoint, or ") if kind == "classifier" else
+                       (f"the weights of objective {kind}", f"pass objective={kind} to start from it, or "))
+        raise TransferError(f"checkpoint {path} holds {held}, not {objective.description} as objective="
+                            f"{objective.name} asks; {other}leave init.checkpoint=null to train {objective.name} "
+                            "weights on this data")
     check_vocab(ckpt["semiseq"]["vocab"], vocab, str(path), data_name)
     source = {k: v for k, v in ckpt["state_dict"].items() if k.startswith(PREFIX)}
     if not source:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -116,6 +118,7 @@ class Corpus:
     input_dim: int | None = None  # real-valued steps of this many features (pixel rows) instead of token ids
     # split -> (what made it empty, the setting to change), from the builder: the error :meth:`require` raises
     empty_hints: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)
+    _fingerprint: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         """Refuse what would fail later, deep in a training step: labels that are not class ids, empty sequences."""
@@ -142,6 +145,17 @@ class Corpus:
         """What a checkpoint must carry to read new text as this corpus did (primitives only)."""
         return {"data": self.name, "vocab": self.vocab.itos, "tokenizer": dict(self.tokenizer),
                 "class_names": list(self.class_names), "input_dim": self.input_dim}
+
+    def fingerprint(self) -> str:
+        """A digest of what pretraining reads, by content: the vocabulary, the tokeniser and the unlabeled, training
+        and validation texts. The same data at any path has the same one; changed text has another."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256(json.dumps([self.vocab.itos, self.tokenizer, self.input_dim]).encode())
+            for seqs in (self.unlabeled, self.train, self.val):
+                digest.update(np.ascontiguousarray(seqs.offsets, dtype=np.int64).data)
+                digest.update(np.ascontiguousarray(seqs.tokens).data)
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
 
     def pretrain_text(self) -> Joined:
         """Unlabeled sequences plus the labeled training text: what pretraining may see."""

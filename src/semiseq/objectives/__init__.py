@@ -1,0 +1,129 @@
+"""Pretraining objectives: what a backbone learns without labels. One module each here (sa, lm, word2vec)
+and one yaml each in ``conf/objective/`` naming its class: adding an objective is those two files.
+
+An objective turns a corpus into a checkpoint of backbone weights (:meth:`Objective.pretrain`) and says
+what determines them (:meth:`Objective.key`: the pipeline caches the weights under it). Objectives trained
+by gradient through the backbone (:class:`NetworkObjective`: sa, lm) also give the network that joint
+training adds to a classifier.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from semiseq import SemiseqError, cache, tracking
+from semiseq.atomic import write_json
+from semiseq.data import Corpus
+from semiseq.stage import build_datamodule, build_trainer, early_stopping, resume_callbacks
+from semiseq.resume import resume_checkpoint
+from semiseq.tasks import Pretrainer
+
+log = logging.getLogger(__name__)
+
+# Bump when a code change alters what pretraining produces for the same key: cached weights from older
+# code are then not reused. 3: the key holds the corpus' content instead of where its files live.
+VERSION = 3
+
+
+class Objective:
+    """A way to pretrain the backbone; ``name`` and the settings are its yaml's keys (``conf/objective/<name>.yaml``)."""
+
+    description: ClassVar[str]  # what its checkpoints hold, for messages
+
+    def __init__(self, name: str, **settings):
+        self.name, self.settings = name, settings
+
+    def key(self, cfg: DictConfig, corpus: Corpus, processes: int = 1) -> dict:
+        """Everything that determines the weights :meth:`pretrain` produces for ``cfg`` on ``corpus`` in
+        ``processes`` DDP processes (``pretrain.batch_size`` is per process); never where files live."""
+        return {"version": VERSION, "objective": self.name, **self.settings, "corpus": corpus.fingerprint(),
+                "seed": cfg.pretrain.seed, **({"world_size": processes} if processes > 1 else {})}
+
+    def pretrain(self, cfg: DictConfig, corpus: Corpus, run_dir: Path, one_device: bool = False) -> Path:
+        """Pretrain on ``corpus``'s pretraining text; returns a checkpoint under ``run_dir/checkpoints``."""
+        raise NotImplementedError
+
+
+class NetworkObjective(Objective):
+    """A per-token loss of a network around the backbone (``network``: built from the backbone, the dropout
+    on its outputs and ``model.output``), trained with Lightning by :class:`semiseq.tasks.Pretrainer`."""
+
+    network: ClassVar[type[nn.Module]]
+
+    def key(self, cfg: DictConfig, corpus: Corpus, processes: int = 1) -> dict:
+        section = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
+        return {**super().key(cfg, corpus, processes), "max_len": cfg.data.max_len, "bucket": cfg.data.bucket,
+                "backbone": section(cfg.model.backbone), "output": section(cfg.model.output),
+                "pretrain": section(cfg.pretrain)}
+
+    @property
+    def network_path(self) -> str:
+        return f"{self.network.__module__}.{self.network.__qualname__}"
+
+    def task(self, cfg: DictConfig, corpus: Corpus) -> Pretrainer:
+        """The LightningModule that pretrains ``network`` with ``cfg.pretrain``'s recipe."""
+        return Pretrainer(self.name, self.network_path, **network_hparams(cfg, corpus),
+                          output=OmegaConf.to_container(cfg.model.output, resolve=True), lr=cfg.pretrain.lr,
+                          weight_decay=cfg.pretrain.weight_decay, grad_clip=cfg.pretrain.grad_clip,
+                          tbptt_steps=cfg.pretrain.tbptt_steps)
+
+    def pretrain(self, cfg: DictConfig, corpus: Corpus, run_dir: Path, one_device: bool = False) -> Path:
+        """Pretrain with ``cfg.pretrain``'s recipe; when the run resumes, continue from
+        ``run_dir/checkpoints/last.ckpt`` (or return the finished result). ``one_device``: in this process on
+        one device, whatever ``cfg.trainer`` says (no DDP processes)."""
+        path = run_dir / "checkpoints" / "pretrained.ckpt"
+        if cfg.get("resume") and (run_dir / "results.json").is_file() and path.is_file():
+            return path  # finished before the interruption
+        if str(cfg.trainer.get("precision")) in ("16-mixed", "16") and cfg.pretrain.grad_clip:
+            raise SemiseqError(f"trainer.precision={cfg.trainer.precision} cannot pretrain with pretrain.grad_clip: "
+                               "the pretrainer clips its gradients before Lightning unscales float16 ones; use "
+                               "trainer.precision=bf16-mixed (trainer=gpu) or 32-true")
+        L.seed_everything(cfg.pretrain.seed, workers=True)
+        task = self.task(cfg, corpus)
+        loggers = tracking.make_loggers(cfg, run_dir, "pretrain", [corpus.name, f"objective:{self.name}"])
+        steps = cfg.pretrain.max_steps
+        every = cfg.checkpoints.pretrain_every_n_steps or cfg.pretrain.val_every_n_steps
+        callbacks = [*resume_callbacks(run_dir, every, every_epoch=False),
+                     *early_stopping(cfg.pretrain.early_stopping_patience, "val/loss", "min")]
+        trainer = build_trainer(cfg, run_dir, loggers, callbacks, max_steps=steps, max_epochs=-1,
+                                val_check_interval=min(cfg.pretrain.val_every_n_steps, steps),
+                                check_val_every_n_epoch=None,  # the Pretrainer clips its own gradients
+                                **(dict(devices=1, num_nodes=1, strategy="auto") if one_device else {}))
+        start = time.perf_counter()
+        trainer.fit(task, build_datamodule(cfg, corpus, "pretrain"), ckpt_path=resume_checkpoint(cfg, run_dir),
+                    weights_only=True)
+        trainer.save_checkpoint(path, weights_only=True)  # weights, hparams, vocabulary: what transfer needs
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        if trainer.is_global_zero:  # DDP: one process writes (the metrics are every process's already)
+            write_json(run_dir / "results.json", {"mode": "pretrain", "objective": self.name, "checkpoint": str(path),
+                                                  "last_checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),
+                                                  "steps": trainer.global_step, "world_size": trainer.world_size,
+                                                  "wall_s": time.perf_counter() - start, **metrics})
+        entry = cache.entry(cfg.paths.cache_dir, self.name, self.key(cfg, corpus, trainer.world_size))
+        tracking.log_artifact(loggers, path, f"pretrained-{entry.stem}", "pretrained", metrics)  # the entry's name
+        tracking.finish_loggers(loggers)
+        if trainer.is_global_zero:
+            log.info("pretrained %s in %.0fs: val/loss %.3f, val/ppl %.2f -> %s", self.name,
+                     time.perf_counter() - start, metrics.get("val/loss", float("nan")),
+                     metrics.get("val/ppl", float("nan")), path)
+        return path
+
+
+def network_hparams(cfg: DictConfig, corpus: Corpus) -> dict:
+    """What every task's network is built from: the backbone's settings and the corpus' sizes and metadata."""
+    return dict(backbone=OmegaConf.to_container(cfg.model.backbone, resolve=True), vocab_size=len(corpus.vocab),
+                input_dim=corpus.input_dim, meta=dict(corpus.meta(), max_len=cfg.data.max_len))
+
+
+def build(node: DictConfig) -> Objective | None:
+    """The objective ``conf/objective/<name>.yaml`` describes (None for ``objective=none``: random init)."""
+    from hydra.utils import instantiate
+
+    return instantiate(node) if node.get("_target_") else None

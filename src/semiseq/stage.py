@@ -1,0 +1,59 @@
+"""What every Lightning stage (pretraining, fine-tuning) is built from: its data module and its trainer,
+with the callbacks every run has."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import EarlyStopping
+from omegaconf import DictConfig
+
+from semiseq.callbacks import Divergence, LineProgress
+from semiseq.checkpoints import AtomicCheckpointIO, LastCheckpoint, RandomState
+from semiseq.data import Corpus, SequenceDataModule
+
+
+def build_datamodule(cfg: DictConfig, corpus: Corpus, task: str) -> SequenceDataModule:
+    stage = cfg.pretrain if task == "pretrain" else cfg.finetune
+    return SequenceDataModule(corpus, task, stage.batch_size, cfg.data.eval_batch_size, cfg.data.max_len,
+                              cfg.data.bucket, cfg.data.num_workers, seed=cfg.seed,
+                              text_batch_size=cfg.mode.get("text_batch_size"))
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list, **stage) -> L.Trainer:
+    extra = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    if cfg.trainer.get("enable_progress_bar", True) and not sys.stderr.isatty():  # nohup, SLURM, CI: no bar
+        extra.append(LineProgress())
+    # use_distributed_sampler=False: under DDP the data module's batch samplers give each process its share
+    return instantiate(cfg.trainer, default_root_dir=str(run_dir), logger=loggers or False,
+                       callbacks=[*callbacks, Divergence(), *extra], plugins=[AtomicCheckpointIO()],
+                       use_distributed_sampler=False, **stage)
+
+
+def resume_callbacks(run_dir: Path, every_n_steps: int | None, every_epoch: bool) -> list:
+    """What makes a stage resumable exactly: ``checkpoints/last.ckpt`` kept current, with the random state."""
+    return [LastCheckpoint(run_dir / "checkpoints", every_n_steps, every_epoch), RandomState()]
+
+
+def early_stopping(patience: int | None, monitor: str, mode: str) -> list:
+    """Stop when ``monitor`` has not improved for ``patience`` validations (none when ``patience`` is null)."""
+    return [EarlyStopping(monitor=monitor, mode=mode, patience=patience)] if patience else []
+
+
+def world_size(cfg: DictConfig) -> int:
+    """How many processes ``cfg.trainer`` trains in: devices per node x nodes (devices 'auto' or -1: every
+    GPU when the accelerator may be one, else one process, as Lightning counts them)."""
+    devices, nodes = cfg.trainer.get("devices", "auto"), int(cfg.trainer.get("num_nodes") or 1)
+    if isinstance(devices, str) and "," in devices:  # "0,2": those GPUs
+        devices = [d for d in devices.split(",") if d.strip()]
+    if isinstance(devices, Sequence) and not isinstance(devices, str):
+        return len(devices) * nodes
+    if str(devices) in ("auto", "-1"):
+        gpu = cfg.trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+        return (torch.cuda.device_count() if gpu else 1) * nodes
+    return int(devices) * nodes
