@@ -32,7 +32,7 @@ from lightning.pytorch.callbacks import Callback
 from torchmetrics.classification import MulticlassConfusionMatrix
 from tqdm import tqdm
 
-from semiseq import SemiseqError
+from semiseq import SemiseqError, atomic
 from semiseq.data.corpus import Corpus, Vocab, collate
 from semiseq.data.module import SequenceDataModule
 from semiseq.data.tokenize import Tokenizer
@@ -237,10 +237,10 @@ def _progress(desc: str, enabled: bool) -> tqdm:
 
 
 def _writer(output: str | os.PathLike):
+    """Standard output for ``-``, else a file that replaces ``output`` once every line is in it."""
     if str(output) == "-":
         return open(sys.stdout.fileno(), "w", encoding="utf-8", closefd=False)
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    return open(output, "w", encoding="utf-8", newline="\n")
+    return atomic.writing(output, "w", encoding="utf-8", newline="\n")
 
 
 def predict_file(model: Model, input: str | os.PathLike, output: str | os.PathLike, batch_size: int = 256,
@@ -278,7 +278,7 @@ def embed_file(model: Model, input: str | os.PathLike, output: str | os.PathLike
                 out.write("".join(_JSON({"line": line, "text": text}) + "\n" for line, text in window))
                 count += len(window)
                 bar.update(len(window))
-        with open(npy, "wb") as f, open(part, "rb") as rows:
+        with atomic.writing(npy) as f, open(part, "rb") as rows:
             header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
                       "shape": (count, model.embed_dim)}
             np.lib.format.write_array_header_1_0(f, header)

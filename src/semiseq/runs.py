@@ -23,7 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from semiseq import SemiseqError
+from semiseq import SemiseqError, atomic
 
 log = logging.getLogger(__name__)
 
@@ -241,10 +241,7 @@ def log_to(path: Path) -> Iterator[None]:
 
 def write_json(path: Path, payload: dict) -> None:
     """Write JSON atomically (temp file + rename): a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    atomic.write_json(path, payload)
 
 
 def pretrain_key(cfg: DictConfig, objective: str, world_size: int = 1) -> dict:
@@ -279,10 +276,7 @@ def cache_path(cfg: DictConfig, objective: str, world_size: int = 1) -> Path:
 def cache_store(cfg: DictConfig, objective: str, produced: Path, world_size: int = 1) -> Path:
     """Copy freshly pretrained weights into the cache atomically, with the key beside them."""
     path = cache_path(cfg, objective, world_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_bytes(produced.read_bytes())
-    os.replace(tmp, path)
+    atomic.write_bytes(path, produced.read_bytes())
     write_json(path.with_suffix(".json"), {"key": pretrain_key(cfg, objective, world_size),
                                            "produced_by": str(produced)})
     return path

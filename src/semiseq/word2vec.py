@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from semiseq import SemiseqError, runs
+from semiseq import SemiseqError, atomic, runs
 from semiseq.data import Corpus
 from semiseq.transfer import PREFIX
 
@@ -58,9 +58,7 @@ def pretrain(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> Path:
     path = run_dir / "checkpoints" / "word2vec.ckpt"
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = dict(corpus.meta(), max_len=cfg.data.max_len, kind="word2vec")
-    tmp = path.with_suffix(".tmp")
-    torch.save({"state_dict": {PREFIX + "embedding.weight": weight}, "semiseq": meta}, tmp)
-    tmp.replace(path)
+    atomic.save_torch({"state_dict": {PREFIX + "embedding.weight": weight}, "semiseq": meta}, path)
     wall = time.perf_counter() - start
     runs.write_json(run_dir / "results.json", {"mode": "pretrain", "objective": "word2vec", "checkpoint": str(path),
                                                "wall_s": wall})

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 import tarfile
 import urllib.request
 from pathlib import Path
 
-from semiseq import SemiseqError
+from semiseq import SemiseqError, atomic
 
 log = logging.getLogger(__name__)
 
@@ -29,20 +28,17 @@ def fetch(url: str, dest: Path, checksum: str | None = None) -> Path:
     dest = Path(dest)
     if dest.is_file() and (checksum is None or sha256(dest) == checksum):
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.part{os.getpid()}")
     log.info("downloading %s -> %s", url, dest)
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
-            shutil.copyfileobj(response, out, 1 << 20)
+        with atomic.writing(dest) as out:  # deleted on every error below, so no partial file stays
+            with urllib.request.urlopen(url, timeout=60) as response:
+                shutil.copyfileobj(response, out, 1 << 20)
+            out.flush()
+            if checksum is not None and (got := sha256(Path(out.name))) != checksum:
+                raise SemiseqError(f"{url} arrived corrupt (sha256 {got}, expected {checksum}); try again, or "
+                                   f"download it by hand and place it at {dest}")
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise SemiseqError(f"could not download {url} ({e}); download it by hand and place it at {dest}") from e
-    if checksum is not None and (got := sha256(tmp)) != checksum:
-        tmp.unlink(missing_ok=True)
-        raise SemiseqError(f"{url} arrived corrupt (sha256 {got}, expected {checksum}); try again, or download it "
-                           f"by hand and place it at {dest}")
-    os.replace(tmp, dest)
     return dest
 
 
