@@ -466,5 +466,5 @@ def test_a_byte_that_does_not_decode_is_named_by_its_line(tmp_path, suffix):
 def test_an_unreadable_row_of_texts_to_predict_names_its_line(tmp_path):
     from semiseq.inference import open_texts
 
-    with pytest.raises(SemiseqError, match=r"in\.jsonl, line 2: not valid JSON .*write one object per line"):
+    with pytest.raises(SemiseqError, match=r"in\.jsonl, line 2: not valid JSON .*write one JSON object per line"):
         list(open_texts(write(tmp_path / "in.jsonl", '{"text": "a"}\n{"text": b}\n')))

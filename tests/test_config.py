@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from hydra.errors import MissingConfigException
 from hydra.utils import get_class
 
 from semiseq import pipeline, stage, tracking
@@ -45,6 +46,12 @@ DATA_FILES = {
 
 def test_every_dataset_config_is_tested_from_files():
     assert set(DATA_FILES) | {"synthetic"} == {p.stem for p in (CONF / "data").glob("*.yaml")}
+
+
+def test_the_block_the_text_datasets_share_is_not_offered_as_a_dataset(make_cfg):
+    with pytest.raises(MissingConfigException) as e:
+        make_cfg("data=nope")
+    assert sorted(e.value.options) == sorted({*DATA_FILES, "synthetic"})  # not _shared/text
 
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])

@@ -125,6 +125,12 @@ def test_wrong_checksum_leaves_no_file(tmp_path, monkeypatch):
     assert [p for p in cache.rglob("*") if p.is_file()] == []
 
 
+def test_data_put_in_the_cache_by_hand_is_read_without_a_download(tmp_path):
+    cache = tmp_path / "cache"
+    write_files(cache / "rt" / rt.FOLDER)
+    assert rt.load(download=False, cache_dir=str(cache)) == rt.load(cache / "rt" / rt.FOLDER)
+
+
 def test_no_download_names_url_and_place(tmp_path):
     cache = tmp_path / "cache"
     with pytest.raises(SemiseqError) as e:

@@ -10,6 +10,8 @@ class SemiseqError(ValueError):
 
 def load(path: str, device: str | None = None) -> "semiseq.inference.Model":  # noqa: F821
     """Load a checkpoint to predict, embed or test with (see :func:`semiseq.inference.load`)."""
-    from semiseq.inference import load as _load  # here, so that `import semiseq` stays light
+    # Imported here, not above: every layer imports this package (SemiseqError), so the top layer (inference, torch)
+    # must not come with it; `import semiseq` stays light and the data code does not import the models.
+    from semiseq.inference import load as _load
 
     return _load(path, device)

@@ -4,7 +4,6 @@ epoch ends, and carrying the random state (tensors and primitives only, so they 
 
 from __future__ import annotations
 
-import os
 import random
 import warnings
 from pathlib import Path
@@ -14,6 +13,8 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from semiseq import atomic
 
 # A resumed run: SequenceDataModule continues the interrupted epoch itself (its state_dict), which Lightning
 # cannot see, and the checkpoints folder is the run's own.
@@ -29,17 +30,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         if storage_options is not None or "://" in str(path):  # remote storage: Lightning's own writer
             return super().save_checkpoint(checkpoint, path, storage_options)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic.save_torch(checkpoint, path, fsync=True)
 
 
 class LastCheckpoint(Checkpoint):

@@ -13,8 +13,6 @@ truncated to its ``max_len``.
 
 from __future__ import annotations
 
-import codecs
-import csv
 import functools
 import io
 import itertools
@@ -32,8 +30,9 @@ from lightning.pytorch.callbacks import Callback
 from torchmetrics.classification import MulticlassConfusionMatrix
 from tqdm import tqdm
 
-from semiseq import SemiseqError
+from semiseq import SemiseqError, atomic
 from semiseq.data.corpus import Corpus, Vocab, collate
+from semiseq.data.files import SUFFIXES, codec, open_text, read_records
 from semiseq.data.module import SequenceDataModule
 from semiseq.data.tokenize import Tokenizer
 from semiseq.tasks import ClassifierTask, Pretrainer
@@ -41,7 +40,6 @@ from semiseq.transfer import check_vocab, read_checkpoint
 
 WINDOW = 16  # file commands read this many batches at a time and sort them by length: little padding
 _JSON = json.JSONEncoder(ensure_ascii=False).encode  # one encoder for every output line: ~30% faster than dumps
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}  # anything else: one text per line
 
 
 class Model:
@@ -156,73 +154,26 @@ def open_texts(path: str | os.PathLike | None, text_column: str = "text",
     if path is None or str(path) == "":
         raise SemiseqError("no input given; pass input=FILE (one text per line, or a .csv/.tsv/.jsonl file with "
                            "text_column=NAME) or input=- to read standard input")
-    try:
-        codec = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding  # Excel's files start with a BOM
-    except LookupError as e:
-        raise SemiseqError(f"encoding={encoding!r} is not a known text encoding; pass e.g. encoding=utf-8") from e
+    enc = codec(encoding)
     if str(path) == "-":
-        return _read(io.TextIOWrapper(sys.stdin.buffer, encoding=codec), "stdin", "lines", text_column, encoding)
+        return _read(io.TextIOWrapper(sys.stdin.buffer, encoding=enc), "stdin", "lines", text_column, encoding)
     path = Path(path).expanduser()
     if not path.is_file():
         raise SemiseqError(f"input file {path} does not exist; check input= (relative paths start from {Path.cwd()})")
-    fmt = FORMATS.get(path.suffix.lower(), "lines")
-    return _read(open(path, encoding=codec, newline="" if fmt in ("csv", "tsv") else None), str(path), fmt,
-                 text_column, encoding)
+    fmt = SUFFIXES.get(path.suffix.lower(), "lines")
+    return _read(open_text(path, fmt, enc), str(path), fmt, text_column, encoding)
 
 
 def _read(stream: io.TextIOBase, name: str, fmt: str, column: str, encoding: str) -> Iterator[tuple[int, str]]:
-    line, reader = 0, None
     try:
-        if fmt == "lines":
-            for line, text in enumerate(stream, 1):
-                yield line, text.rstrip("\n")
-        elif fmt == "jsonl":
-            for line, text in enumerate(stream, 1):
-                if text.strip():
-                    yield line, _json_text(text, f"{name}, line {line}", column)
-        else:
-            reader = csv.reader(stream, delimiter="," if fmt == "csv" else "\t")
-            header = [h.strip() for h in next(reader, [])]
-            if column not in header:
-                raise SemiseqError(f"{name} has no column {column!r}; its header is {header}; pass text_column= one "
-                                   "of them")
-            index, line = header.index(column), reader.line_num
-            for row in reader:
-                start, line = line + 1, reader.line_num  # a quoted field may span lines: report where its row starts
-                if row:
-                    if len(row) <= index:
-                        raise SemiseqError(f"{name}, line {start}: {len(row)} fields, no {column!r} (field "
-                                           f"{index + 1}); quote fields that contain the delimiter")
-                    yield start, row[index]
-    except UnicodeDecodeError as e:
-        at = _undecodable_line(e, line if reader is None else reader.line_num, encoding)
-        raise SemiseqError(f"{name}, line {at} is not valid {encoding} ({e.reason}); pass the input's real "
-                           "encoding, e.g. encoding=latin-1") from e
-    except csv.Error as e:
-        raise SemiseqError(f"{name}, line {line + 1}: unreadable row ({e}); fix the quoting there") from e
+        for line, (text,) in read_records(stream, name, fmt, {"text_column": column}, encoding,
+                                          "pass the input's real encoding, e.g. encoding=latin-1"):
+            yield line, text
     finally:
         if name == "stdin":
             stream.detach()  # leave sys.stdin itself open
         else:
             stream.close()
-
-
-def _undecodable_line(e: UnicodeDecodeError, lines_read: int, encoding: str) -> int:
-    """The line of the byte ``e`` failed on. The stream decodes a chunk of bytes at a time, ahead of the lines it
-    hands out, and the lines read so far all ended before that chunk (``e.object``): count the line breaks in the
-    chunk up to the byte."""
-    return lines_read + 1 + e.object[:e.start].decode(encoding, errors="replace").count("\n")
-
-
-def _json_text(line: str, where: str, column: str) -> str:
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise SemiseqError(f"{where}: not valid JSON ({e.msg} at column {e.colno}); write one object per line") from e
-    if not isinstance(obj, dict) or not isinstance(obj.get(column), str):
-        raise SemiseqError(f"{where} has no string {column!r}; write objects like {{\"{column}\": \"...\"}} or pass "
-                           "text_column= the key that holds the text")
-    return obj[column]
 
 
 def _windows(records: Iterator[tuple[int, str]], size: int) -> Iterator[list[tuple[int, str]]]:
@@ -237,10 +188,10 @@ def _progress(desc: str, enabled: bool) -> tqdm:
 
 
 def _writer(output: str | os.PathLike):
+    """Standard output for ``-``, else a file that replaces ``output`` once every line is in it."""
     if str(output) == "-":
         return open(sys.stdout.fileno(), "w", encoding="utf-8", closefd=False)
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    return open(output, "w", encoding="utf-8", newline="\n")
+    return atomic.writing(output, "w", encoding="utf-8", newline="\n")
 
 
 def predict_file(model: Model, input: str | os.PathLike, output: str | os.PathLike, batch_size: int = 256,
@@ -278,7 +229,7 @@ def embed_file(model: Model, input: str | os.PathLike, output: str | os.PathLike
                 out.write("".join(_JSON({"line": line, "text": text}) + "\n" for line, text in window))
                 count += len(window)
                 bar.update(len(window))
-        with open(npy, "wb") as f, open(part, "rb") as rows:
+        with atomic.writing(npy) as f, open(part, "rb") as rows:
             header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
                       "shape": (count, model.embed_dim)}
             np.lib.format.write_array_header_1_0(f, header)

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import yaml
 
-from semiseq import SemiseqError
+from semiseq import SemiseqError, atomic
 
 # Dai & Le 2015, test error % (/work/shared/PAPER.md). Key: (data, init, variation), where the variation
 # lists what differs from a 1-layer classifier with the last-step readout, pretrained on the data's own text.
@@ -279,7 +279,7 @@ def report(paths: list[str], out: str | None = None, wandb_path: str | None = No
               f"({skipped} incomplete skipped), {datetime.now():%Y-%m-%d %H:%M}.")
     out = out_dir(out, paths)
     md = markdown(finetune, pretrain, header)
-    (out / "report.md").write_text(md + "\n![test error](test_error.png)\n\n![learning curves](curves.png)\n")
+    atomic.write_text(out / "report.md", md + "\n![test error](test_error.png)\n\n![learning curves](curves.png)\n")
     written = [out / "report.md", *plot(finetune, pretrain, out)]
     print(md + "\n" + "\n".join(f"wrote {p}" for p in written), flush=True)
     return out

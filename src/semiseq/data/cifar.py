@@ -19,7 +19,7 @@ import numpy as np
 
 from semiseq import SemiseqError
 from semiseq.data.corpus import SPECIALS, Corpus, Sequences, Vocab
-from semiseq.data.download import ensure
+from semiseq.data.download import holding, locate
 
 log = logging.getLogger(__name__)
 
@@ -126,29 +126,12 @@ def _split(read: Callable[[str], np.ndarray], names: tuple[str, ...], where: str
 
 def _source(root: str | Path | None, download: bool, cache_dir: str) -> tuple[Callable[[str], np.ndarray], str]:
     """(a reader of each file's bytes by name, where they come from) for wherever ``root`` points."""
-    if root is None:
-        return _folder(_cached(Path(cache_dir).expanduser() / "cifar10", download))
-    path = Path(root).expanduser()
-    if path.is_file():
-        return _archive(path)
-    if not path.is_dir():
-        raise SemiseqError(f"CIFAR-10 root {path} does not exist; pass the {FOLDER} folder, a folder holding it, "
-                           f"or the path of {ARCHIVE}")
-    for folder in (path, path / FOLDER):
-        if any((folder / name).is_file() for name in FILES):
-            return _folder(folder)
-    if (path / ARCHIVE).is_file():
-        return _archive(path / ARCHIVE)
-    raise SemiseqError(f"{path} holds neither {TRAIN_FILES[0]} and the other batch files, nor {FOLDER}/, nor "
-                       f"{ARCHIVE} (the Python version's cifar-10-batches-py/ will not do); put the binary "
-                       f"version there, from {URL}")
-
-
-def _cached(base: Path, download: bool) -> Path:
-    """``base/cifar-10-batches-bin``, downloading and extracting the archive into ``base`` the first time."""
-    folder = base / FOLDER
-    ensure("CIFAR-10", URL, SHA256, base / ARCHIVE, all((folder / n).is_file() for n in FILES), download)
-    return folder
+    path = locate(root, download, cache_dir, name="cifar10", title="CIFAR-10", url=URL, checksum=SHA256,
+                  archive=ARCHIVE, find=lambda folder: holding(folder, FILES, FOLDER, ARCHIVE),
+                  expects=f"the {FOLDER} folder, a folder holding it, or the path of {ARCHIVE}",
+                  lacks=f"holds neither {TRAIN_FILES[0]} and the other batch files, nor {FOLDER}/, nor {ARCHIVE} "
+                        f"(the binary version, from {URL}: the Python version's cifar-10-batches-py/ will not do)")
+    return _archive(path) if path.is_file() else _folder(path)
 
 
 def _folder(folder: Path) -> tuple[Callable[[str], np.ndarray], str]:

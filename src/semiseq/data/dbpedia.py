@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from semiseq import SemiseqError
-from semiseq.data.download import ensure, extract
+from semiseq.data.download import holding, locate
 from semiseq.data.texts import Texts
 
 log = logging.getLogger(__name__)
@@ -42,21 +42,10 @@ def load(root: str | Path | None = None, download: bool = True, cache_dir: str =
 
 def _locate(root: str | Path | None, download: bool, cache_dir: str) -> Path:
     """The ``dbpedia_csv`` folder, extracting (and downloading) the archive when needed."""
-    if root is not None:
-        path = Path(root).expanduser()
-        if path.is_file():
-            path = extract(path, path.parent)  # next to the archive, where the user chose to keep the data
-        elif not path.is_dir():
-            raise SemiseqError(f"DBpedia root {path} does not exist; pass the {FOLDER} folder, its parent or the "
-                               f"{ARCHIVE} archive, or root=None to download it")
-        for folder in (path, path / FOLDER):
-            if (folder / "classes.txt").is_file():
-                return folder
-        raise SemiseqError(f"DBpedia root {path} holds no classes.txt, directly or in {FOLDER}/; point root at the "
-                           f"folder where {ARCHIVE} was extracted, or at the archive itself")
-    base = Path(cache_dir).expanduser() / "dbpedia"
-    ensure("DBpedia", URL, SHA256, base / ARCHIVE, (base / FOLDER / "classes.txt").is_file(), download)
-    return base / FOLDER
+    return locate(root, download, cache_dir, name="dbpedia", title="DBpedia", url=URL, checksum=SHA256,
+                  archive=ARCHIVE, find=lambda folder: holding(folder, ("classes.txt",), FOLDER), extract_root=True,
+                  expects=f"the {FOLDER} folder, its parent or the {ARCHIVE} archive, or root=None to download it",
+                  lacks=f"holds no classes.txt, directly or in {FOLDER}/")
 
 
 def _read_classes(path: Path) -> list[str]:

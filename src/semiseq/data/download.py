@@ -1,16 +1,17 @@
-"""Fetching a dataset archive once: checksum, atomic download-then-rename, safe extraction."""
+"""Finding a dataset where the user put it, or fetching its archive once: checksum, atomic download-then-rename,
+safe extraction."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 import tarfile
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
-from semiseq import SemiseqError
+from semiseq import SemiseqError, atomic
 
 log = logging.getLogger(__name__)
 
@@ -29,20 +30,17 @@ def fetch(url: str, dest: Path, checksum: str | None = None) -> Path:
     dest = Path(dest)
     if dest.is_file() and (checksum is None or sha256(dest) == checksum):
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.part{os.getpid()}")
     log.info("downloading %s -> %s", url, dest)
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
-            shutil.copyfileobj(response, out, 1 << 20)
+        with atomic.writing(dest) as out:  # deleted on every error below, so no partial file stays
+            with urllib.request.urlopen(url, timeout=60) as response:
+                shutil.copyfileobj(response, out, 1 << 20)
+            out.flush()
+            if checksum is not None and (got := sha256(Path(out.name))) != checksum:
+                raise SemiseqError(f"{url} arrived corrupt (sha256 {got}, expected {checksum}); try again, or "
+                                   f"download it by hand and place it at {dest}")
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise SemiseqError(f"could not download {url} ({e}); download it by hand and place it at {dest}") from e
-    if checksum is not None and (got := sha256(tmp)) != checksum:
-        tmp.unlink(missing_ok=True)
-        raise SemiseqError(f"{url} arrived corrupt (sha256 {got}, expected {checksum}); try again, or download it "
-                           f"by hand and place it at {dest}")
-    os.replace(tmp, dest)
     return dest
 
 
@@ -63,16 +61,43 @@ def extract(archive: Path, dest: Path) -> Path:
     return dest
 
 
-def ensure(dataset: str, url: str, checksum: str | None, archive: Path, present: bool, download: bool) -> None:
-    """Make the data of ``archive`` available in its folder: nothing to do when we extracted it before
-    or the user placed the data there by hand (``present``, no archive beside it); otherwise download
-    the archive (unless ``download=False``: then say where to put it) and extract it."""
-    archive = Path(archive)
-    if (archive.parent / f".extracted-{archive.name}").exists() or (present and not archive.exists()):
-        return
-    if not archive.is_file():
-        if not download:
-            raise SemiseqError(f"{dataset} is not in {archive.parent} and download=False; download {url} and place "
-                               f"it at {archive}, or pass download=True")
-        fetch(url, archive, checksum)
-    extract(archive, archive.parent)
+def locate(root: str | Path | None, download: bool, cache_dir: str, *, name: str, title: str, url: str,
+           checksum: str | None, archive: str, find: Callable[[Path], Path | None], expects: str, lacks: str,
+           extract_root: bool = False) -> Path:
+    """Where a dataset's data is: what ``find(folder)`` finds in the folder ``root`` (the data's folder, or an
+    archive to read), or ``root`` itself when it is an archive (with ``extract_root``: what ``find`` finds beside it
+    once it is extracted there). With ``root=None``, the copy in ``cache_dir/<name>/``: the first time (unless the
+    data was put there by hand) ``archive`` is downloaded there and extracted. ``title`` names the dataset in errors,
+    ``expects`` says what to pass as root and ``lacks`` what a folder without the data lacks."""
+    if root is None:
+        base = Path(cache_dir).expanduser() / name
+        by_hand = find(base) is not None and not (base / archive).exists()
+        if not (base / f".extracted-{archive}").exists() and not by_hand:
+            if not (base / archive).is_file():
+                if not download:
+                    raise SemiseqError(f"{title} data is not in {base} and download=False; download {url} and "
+                                       f"place it at {base / archive}, or pass download=True")
+                fetch(url, base / archive, checksum)
+            extract(base / archive, base)
+        if (found := find(base)) is None:
+            raise SemiseqError(f"{title}: {base} {lacks} after extracting {archive} there; delete {base} and try again")
+        return found
+    path = Path(root).expanduser()
+    if path.is_file() and not extract_root:
+        return path
+    if path.is_file():
+        path = extract(path, path.parent)  # next to the archive, where the user chose to keep the data
+    elif not path.is_dir():
+        raise SemiseqError(f"{title} root {path} does not exist; pass {expects}")
+    if (found := find(path)) is None:
+        raise SemiseqError(f"{title} root {path} {lacks}; extract {archive} there or pass the archive's path as root")
+    return found
+
+
+def holding(folder: Path, names: tuple[str, ...], sub: str, archive: str | None = None) -> Path | None:
+    """For :func:`locate`: ``folder`` or ``folder/sub``, the first that holds a file of ``names``, else
+    ``folder/archive`` when there is one."""
+    for candidate in (folder, folder / sub):
+        if any((candidate / n).is_file() for n in names):
+            return candidate
+    return folder / archive if archive and (folder / archive).is_file() else None

@@ -1,14 +1,16 @@
-"""A user's own labeled data (CSV, TSV, JSON Lines or one folder per class) read as ``Texts``."""
+"""A user's own labeled data (CSV, TSV, JSON Lines or one folder per class) read as ``Texts``, and the reader of
+text files that ``eval.py`` shares (:func:`read_records`: lazily, record by record)."""
 
 from __future__ import annotations
 
 import codecs
 import csv
-import io
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -18,7 +20,8 @@ from semiseq.data.texts import Texts
 log = logging.getLogger(__name__)
 
 FORMATS = ("csv", "tsv", "jsonl", "folders")
-SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
+SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}  # eval.py: any other, a text per line
+FIX_ENCODING = "pass the file's real encoding, e.g. data.encoding=latin-1"
 
 # (text, label, where it came from): `where` is "file, line N" or a document's path, for error messages.
 Record = tuple[str, str | int, str]
@@ -31,7 +34,7 @@ def load(train: str, test: str | None = None, unlabeled: str | list[str] | None 
 
     ``format`` is csv, tsv, jsonl, folders (one sub-folder of text files per class) or auto (from the path).
     Class ids index the sorted train class names. Bad input raises ``SemiseqError``."""
-    enc = _codec(encoding)
+    enc = codec(encoding)
     columns = (text_column, label_column)
     train_path = _existing(train, "train")
     train_records = _labeled(train_path, _format(train_path, format), columns, enc, encoding, "train")
@@ -73,7 +76,8 @@ def load(train: str, test: str | None = None, unlabeled: str | list[str] | None 
     return texts
 
 
-def _codec(encoding: str) -> str:
+def codec(encoding: str) -> str:
+    """The codec that reads text in ``encoding`` (UTF-8 also skips a byte order mark)."""
     try:
         canonical = codecs.lookup(encoding).name
     except LookupError as e:
@@ -108,22 +112,29 @@ def _format(path: Path, format: str) -> str:
     return format
 
 
-def _decode(path: Path, enc: str, encoding: str) -> str:
+def open_text(path: Path, fmt: str, enc: str) -> TextIO:
+    """``path`` open to read as ``fmt`` (lines: line ends as ``\\n``; else as written, which the csv reader needs)."""
     try:
-        data = path.read_bytes()
+        return open(path, encoding=enc, newline=None if fmt == "lines" else "")
     except OSError as e:
         raise SemiseqError(f"{path} could not be read ({e.strerror}); check that it is a readable file") from e
-    try:
-        return data.decode(enc)
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise SemiseqError(f"{path}, line {line}: byte {e.start} is not valid {encoding} ({e.reason}); pass the "
-                           f"file's real encoding, e.g. data.encoding=latin-1") from e
 
 
-def _lines(text: str) -> list[str]:
-    # Not str.splitlines(): that also splits on U+2028 and friends, which may sit inside a JSON string.
-    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+def _decode(path: Path, enc: str, encoding: str) -> str:
+    """A whole document (a file of a class or unlabeled folder)."""
+    with open_text(path, "document", enc) as f:
+        try:
+            return f.read()
+        except UnicodeDecodeError as e:
+            raise _undecodable(e, str(path), 0, encoding, FIX_ENCODING) from e
+
+
+def _undecodable(e: UnicodeDecodeError, name: str, lines_read: int, encoding: str, fix: str) -> SemiseqError:
+    """The error naming the line of the byte ``e`` failed on. A stream decodes a chunk of bytes at a time, ahead of the
+    lines it hands out, and the lines read so far all ended before that chunk (``e.object``): count the line breaks in
+    the chunk up to the byte."""
+    line = lines_read + 1 + e.object[:e.start].decode(encoding, errors="replace").count("\n")
+    return SemiseqError(f"{name}, line {line} is not valid {encoding} ({e.reason}); {fix}")
 
 
 def _files(directory: Path) -> list[Path]:
@@ -139,10 +150,10 @@ def _labeled(path: Path, fmt: str, columns: tuple[str, str], enc: str, encoding:
         if not records:
             raise SemiseqError(f"{path} holds no text files in class sub-folders; put each class's documents in a "
                                f"sub-folder named after the class, e.g. {path / 'positive' / '0001.txt'}")
-    elif fmt == "jsonl":
-        records = _jsonl(path, _decode(path, enc, encoding), *columns)
     else:
-        records = _table(path, _decode(path, enc, encoding), "," if fmt == "csv" else "\t", *columns)
+        with open_text(path, fmt, enc) as stream:
+            rows = read_records(stream, str(path), fmt, dict(zip(("text_column", "label_column"), columns)), encoding)
+            records = [(text, _label(label, f"{path}, line {n}"), f"{path}, line {n}") for n, (text, label) in rows]
     if role == "test":  # dropping a test example would silently change the score
         if (empty := next((where for text, _, where in records if not text.strip()), None)) is not None:
             raise SemiseqError(f"{empty}: the test text is empty; every test example counts towards the score, so "
@@ -155,70 +166,81 @@ def _labeled(path: Path, fmt: str, columns: tuple[str, str], enc: str, encoding:
     return records
 
 
-def _column(path: Path, header: list[str], column: str, option: str) -> int:
+def read_records(stream: TextIO, name: str, fmt: str, columns: dict[str, str], encoding: str,
+                 fix: str = FIX_ENCODING) -> Iterator[tuple[int, list]]:
+    """(line where it starts, [its value of each column]) of each record of ``stream`` (``name``, read as ``fmt``),
+    lazily: csv/tsv rows under a header, jsonl objects (blank lines skipped), or ``lines``, each line one value.
+    ``columns`` maps the option that names each column (``text_column``) to that column: a header name or 0-based
+    index, or a key; the first one holds text. A byte that does not decode is named by its line, then ``fix``."""
+    line, reader = 0, None
+    try:
+        if fmt == "lines":
+            for line, text in enumerate(stream, 1):
+                yield line, [text.rstrip("\n")]
+        elif fmt == "jsonl":
+            for line, text in enumerate(stream, 1):
+                if text.strip():
+                    yield line, _json_values(text, f"{name}, line {line}", columns)
+        else:
+            delimiter = "," if fmt == "csv" else "\t"
+            reader = csv.reader(stream, delimiter=delimiter)
+            header = [h.strip() for h in next(reader, [])]
+            if not header:
+                raise SemiseqError(f"{name} is empty or starts with a blank line; its first line must be a header "
+                                   f"naming the columns, e.g. {delimiter.join(columns.values())}")
+            index = [_column(name, header, column, option) for option, column in columns.items()]
+            line = reader.line_num
+            for row in reader:
+                start, line = line + 1, reader.line_num  # a quoted field may span lines: report where its row starts
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise SemiseqError(f"{name}, line {start}: {len(row)} fields where the header has {len(header)}; "
+                                       f"quote fields that contain {delimiter!r}, quotes or line breaks")
+                yield start, [row[i] for i in index]
+    except UnicodeDecodeError as e:
+        raise _undecodable(e, name, line if reader is None else reader.line_num, encoding, fix) from e
+    except csv.Error as e:
+        raise SemiseqError(f"{name}, line {line + 1}: unreadable row ({e}); fix the quoting there") from e
+
+
+def _column(name: str, header: list[str], column: str, option: str) -> int:
     if str(column) in header:
         return header.index(str(column))
     if str(column).isdigit():
         if int(column) < len(header):
             return int(column)
-        raise SemiseqError(f"{path}: {option}={column} is out of range for its {len(header)} columns {header}; pass "
+        raise SemiseqError(f"{name}: {option}={column} is out of range for its {len(header)} columns {header}; pass "
                            f"a 0-based index below {len(header)} or a column name")
-    raise SemiseqError(f"{path} has no column {column!r}; its columns are {header}; pass {option}= one of them or "
-                       f"a 0-based column index")
+    raise SemiseqError(f"{name} has no column {column!r}; its header is {header}; pass {option}= one of them or a "
+                       f"0-based column index")
 
 
-def _table(path: Path, text: str, delimiter: str, text_column: str, label_column: str) -> list[Record]:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    records = []
+def _json_values(line: str, where: str, columns: dict[str, str]) -> list:
     try:
-        header = [h.strip() for h in next(reader, [])]
-        if not header:
-            raise SemiseqError(f"{path} is empty or starts with a blank line; its first line must be a header "
-                               f"naming the columns, e.g. text{delimiter}label")
-        ti, li = _column(path, header, text_column, "text_column"), _column(path, header, label_column, "label_column")
-        line = reader.line_num
-        for row in reader:
-            start, line = line + 1, reader.line_num  # a quoted field may span lines: report where the row starts
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise SemiseqError(f"{path}, line {start}: {len(row)} fields where the header has {len(header)}; "
-                                   f"quote fields that contain {delimiter!r}, quotes or line breaks")
-            records.append((row[ti], row[li].strip(), f"{path}, line {start}"))
-    except csv.Error as e:
-        raise SemiseqError(f"{path}, line {reader.line_num}: unreadable row ({e}); fix the quoting there") from e
-    return records
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise SemiseqError(f"{where}: not valid JSON ({e.msg} at column {e.colno}); write one JSON object per "
+                           f"line") from e
+    (text_option, text_key), *others = columns.items()
+    if not isinstance(obj, dict):
+        raise SemiseqError(f"{where}: expected a JSON object but found {type(obj).__name__}; write one object per "
+                           f"line, like {json.dumps(dict.fromkeys(columns.values(), '...'))}")
+    if not isinstance(obj.get(text_key), str):
+        raise SemiseqError(f"{where} has no string {text_key!r} (its keys: {list(obj)}); write objects like "
+                           f"{{\"{text_key}\": \"...\"}} or pass {text_option}= the key that holds the text")
+    for option, key in others:
+        if key not in obj:
+            raise SemiseqError(f"{where} has no key {key!r}; its keys are {list(obj)}; pass {option}= one of them")
+    return [obj[key] for key in columns.values()]
 
 
-def _jsonl(path: Path, text: str, text_column: str, label_column: str) -> list[Record]:
-    records = []
-    for n, line in enumerate(_lines(text), 1):
-        if not line.strip():
-            continue
-        where = f"{path}, line {n}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise SemiseqError(f"{where}: not valid JSON ({e.msg} at column {e.colno}); write one JSON object per "
-                               f"line") from e
-        if not isinstance(obj, dict):
-            raise SemiseqError(f"{where}: expected a JSON object but found {type(obj).__name__}; write one object "
-                               f"per line, like {{\"{text_column}\": \"...\", \"{label_column}\": \"...\"}}")
-        for column, option in ((text_column, "text_column"), (label_column, "label_column")):
-            if column not in obj:
-                raise SemiseqError(f"{where} has no key {column!r}; its keys are {list(obj)}; pass {option}= one of "
-                                   f"them")
-        value, label = obj[text_column], obj[label_column]
-        if not isinstance(value, str):
-            raise SemiseqError(f"{where}: {text_column!r} is {type(value).__name__}, not a string; store the text as "
-                               f"a JSON string")
-        if isinstance(label, bool):
-            label = json.dumps(label)
-        elif not isinstance(label, (str, int)):
-            raise SemiseqError(f"{where}: label {label!r} is {type(label).__name__}; store labels as strings or "
-                               f"integers")
-        records.append((value, label.strip() if isinstance(label, str) else label, where))
-    return records
+def _label(label, where: str) -> str | int:
+    if isinstance(label, bool):
+        return json.dumps(label)
+    if not isinstance(label, (str, int)):
+        raise SemiseqError(f"{where}: label {label!r} is {type(label).__name__}; store labels as strings or integers")
+    return label.strip() if isinstance(label, str) else label
 
 
 def _non_empty(records: list[Record], source: Path) -> list[Record]:
@@ -237,5 +259,7 @@ def _unlabeled(unlabeled: str | list[str] | None, enc: str, encoding: str) -> li
             docs = [(_decode(f, enc, encoding), "", str(f)) for f in _files(path)]
             texts += [text for text, _, _ in _non_empty(docs, path)]
         else:  # blank lines only separate texts, so they are skipped without a warning
-            texts += [line.strip() for line in _lines(_decode(path, enc, encoding)) if line.strip()]
+            with open_text(path, "lines", enc) as stream:
+                texts += [text.strip() for _, (text,) in read_records(stream, str(path), "lines", {}, encoding)
+                          if text.strip()]
     return texts

@@ -13,7 +13,7 @@ import tarfile
 from pathlib import Path
 
 from semiseq import SemiseqError
-from semiseq.data.download import ensure
+from semiseq.data.download import locate
 from semiseq.data.texts import Texts
 
 log = logging.getLogger(__name__)
@@ -57,32 +57,18 @@ def load_unlabeled(root: str | Path | None = None, download: bool = True,
 
 def _locate(root: str | Path | None, download: bool, cache_dir: str) -> Path:
     """The ``aclImdb`` folder or the tar archive to read."""
-    if root is None:
-        return _cached(Path(cache_dir).expanduser() / "imdb", download)
-    path = Path(root).expanduser()
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise SemiseqError(f"IMDB root {path} does not exist; pass a folder holding aclImdb/ or the path of {ARCHIVE}")
-    if (path / "aclImdb").is_dir():
-        return path / "aclImdb"
-    if (path / "train").is_dir() or (path / "test").is_dir():
-        return path
-    tars = [p for p in path.glob("aclImdb*") if p.is_file() and p.name.endswith((".tar.gz", ".tgz", ".tar"))]
-    archives = sorted(tars, key=lambda p: (p.name != ARCHIVE, p.name))  # the full archive wins over a partial one
-    if archives:
-        return archives[0]
-    raise SemiseqError(f"{path} holds neither aclImdb/ nor an aclImdb*.tar.gz archive; extract {ARCHIVE} there "
-                       f"or pass the archive's path as root")
+    return locate(root, download, cache_dir, name="imdb", title="IMDB", url=URL, checksum=SHA256, archive=ARCHIVE,
+                  find=_find, expects=f"a folder holding aclImdb/ or the path of {ARCHIVE}",
+                  lacks="holds neither aclImdb/ nor an aclImdb*.tar.gz archive")
 
 
-def _cached(base: Path, download: bool) -> Path:
-    """``base/aclImdb``, downloading and extracting the archive into ``base`` the first time."""
-    archive, folder = base / ARCHIVE, base / "aclImdb"
-    ensure("IMDB", URL, SHA256, archive, folder.is_dir(), download)
-    if not folder.is_dir():
-        raise SemiseqError(f"{archive} holds no aclImdb/ folder; delete it and download {URL} again")
-    return folder
+def _find(folder: Path) -> Path | None:
+    if (folder / "aclImdb").is_dir():
+        return folder / "aclImdb"
+    if (folder / "train").is_dir() or (folder / "test").is_dir():
+        return folder
+    tars = [p for p in folder.glob("aclImdb*") if p.is_file() and p.name.endswith((".tar.gz", ".tgz", ".tar"))]
+    return min(tars, key=lambda p: (p.name != ARCHIVE, p.name), default=None)  # the full archive before a partial one
 
 
 def _sort_key(name: str) -> tuple[int, int, str]:

@@ -81,10 +81,6 @@ class SequenceDataModule(L.LightningDataModule):
         self.text_batch_size = text_batch_size or batch_size
         self._resume_at: dict | None = None  # where the checkpoint a run resumes from was in the data
 
-    @property
-    def vocab(self):
-        return self.corpus.vocab
-
     def setup(self, stage: str) -> None:
         """Lightning calls this before a fit, validation or test loop: refuse a split it needs that is empty."""
         needs = {"fit": (self.NEEDS[self.task], self.READERS[self.task]), "validate": (("val",), "validation"),

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from semiseq import SemiseqError
-from semiseq.data.download import ensure, extract
+from semiseq.data.download import locate
 from semiseq.data.texts import Texts
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,7 @@ URL = "http://qwone.com/~jason/20Newsgroups/20news-bydate.tar.gz"
 SHA256 = "8f1b2514ca22a5ade8fbb9cfa5727df95fa587f4c87b786e15c759fa66d95610"
 ARCHIVE = "20news-bydate.tar.gz"
 SPLITS = {"train": "20news-bydate-train", "test": "20news-bydate-test"}
+LAYOUT = f"{SPLITS['train']}/ and {SPLITS['test']}/"
 HEADERS = ("strip", "keep")
 NO_SUBJECT = "(no subject)"  # the text of a post with neither body nor subject
 SUBJECT = re.compile(r"^subject:(.*(?:\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)  # with folded lines
@@ -53,29 +54,13 @@ def load(root: str | Path | None = None, download: bool = True, cache_dir: str =
     return Texts("newsgroups20", class_names, train, train_labels, test, test_labels)
 
 
-def _has_splits(folder: Path) -> bool:
-    return all((folder / name).is_dir() for name in SPLITS.values())
-
-
 def _locate(root: str | Path | None, download: bool, cache_dir: str) -> Path:
     """The folder holding both bydate folders, extracting (and downloading) the archive when needed."""
-    layout = f"{SPLITS['train']}/ and {SPLITS['test']}/"
-    if root is not None:
-        path = Path(root).expanduser()
-        if path.is_file():
-            return extract(path, path.parent)  # next to the archive, where the user chose to keep the data
-        if not path.is_dir():
-            raise SemiseqError(f"20 Newsgroups root {path} does not exist; pass the folder that holds {layout} or "
-                               f"the {ARCHIVE} archive itself, or root=None to download it")
-        if not _has_splits(path):
-            raise SemiseqError(f"20 Newsgroups root {path} does not hold {layout}; point root at the folder where "
-                               f"{ARCHIVE} was extracted, or at the archive itself")
-        return path
-    base = Path(cache_dir).expanduser() / "newsgroups20"
-    ensure("20 Newsgroups", URL, SHA256, base / ARCHIVE, _has_splits(base), download)
-    if not _has_splits(base):
-        raise SemiseqError(f"{base / ARCHIVE} did not extract to {layout} in {base}; delete {base} and try again")
-    return base
+    return locate(root, download, cache_dir, name="newsgroups20", title="20 Newsgroups", url=URL, checksum=SHA256,
+                  archive=ARCHIVE, extract_root=True,
+                  find=lambda folder: folder if all((folder / s).is_dir() for s in SPLITS.values()) else None,
+                  expects=f"the folder that holds {LAYOUT} or the {ARCHIVE} archive itself, or root=None to "
+                          f"download it", lacks=f"does not hold {LAYOUT}")
 
 
 def _class_names(split_dir: Path) -> list[str]:

@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 from functools import partial
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Callable
 import numpy as np
 from filelock import FileLock
 
-from semiseq import SemiseqError
+from semiseq import SemiseqError, atomic
 from semiseq.data.corpus import Corpus, Sequences, Vocab
 from semiseq.data.texts import Texts
 from semiseq.data.tokenize import Tokenizer, build_vocab, encode, split_sentences
@@ -169,21 +168,17 @@ def _splits(corpus: Corpus) -> list[Sequences]:
 
 
 def _store(corpus: Corpus, entry: Path, settings: dict) -> None:
-    tmp = entry.with_name(f".{entry.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    for split, seqs in zip(SPLITS, _splits(corpus)):
-        np.save(tmp / f"{split}.tokens.npy", seqs.tokens)
-        np.save(tmp / f"{split}.offsets.npy", seqs.offsets)
-        if seqs.labels is not None:
-            np.save(tmp / f"{split}.labels.npy", seqs.labels)
-    (tmp / "vocab.json").write_text(json.dumps(corpus.vocab.itos))
-    sizes = {p.name: p.stat().st_size for p in tmp.iterdir()}
-    meta = {"name": corpus.name, "class_names": corpus.class_names, "tokenizer": corpus.tokenizer,
-            "settings": settings, "sizes": sizes}
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-    shutil.rmtree(entry, ignore_errors=True)  # a stale or corrupt entry
-    os.replace(tmp, entry)
+    with atomic.folder(entry) as tmp:  # replaces a stale or corrupt entry
+        for split, seqs in zip(SPLITS, _splits(corpus)):
+            np.save(tmp / f"{split}.tokens.npy", seqs.tokens)
+            np.save(tmp / f"{split}.offsets.npy", seqs.offsets)
+            if seqs.labels is not None:
+                np.save(tmp / f"{split}.labels.npy", seqs.labels)
+        (tmp / "vocab.json").write_text(json.dumps(corpus.vocab.itos))
+        sizes = {p.name: p.stat().st_size for p in tmp.iterdir()}
+        meta = {"name": corpus.name, "class_names": corpus.class_names, "tokenizer": corpus.tokenizer,
+                "settings": settings, "sizes": sizes}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
 
 
 def _open(entry: Path) -> Corpus | None:

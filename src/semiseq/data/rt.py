@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from semiseq import SemiseqError
-from semiseq.data.download import ensure
+from semiseq.data.download import holding, locate
 from semiseq.data.texts import Texts
 
 log = logging.getLogger(__name__)
@@ -83,29 +83,12 @@ def _check_fold(fold: int, num_folds: int) -> None:
 
 
 def _read(root: str | Path | None, download: bool, cache_dir: str) -> tuple[list[str], list[str]]:
-    """(negative, positive) sentences from wherever ``root`` points."""
-    if root is None:
-        return _read_folder(_cached(Path(cache_dir).expanduser() / "rt", download))
-    path = Path(root).expanduser()
-    if path.is_file():
-        return _read_archive(path)
-    if not path.is_dir():
-        raise SemiseqError(f"RT root {path} does not exist; pass a folder holding {' and '.join(FILES)}, "
-                           f"or the path of {ARCHIVE}")
-    for folder in (path, path / FOLDER):
-        if any((folder / name).is_file() for name in FILES):
-            return _read_folder(folder)
-    if (path / ARCHIVE).is_file():
-        return _read_archive(path / ARCHIVE)
-    raise SemiseqError(f"{path} holds neither {' and '.join(FILES)}, nor {FOLDER}/, nor {ARCHIVE}; put them "
-                       f"there or pass the archive's path as root")
-
-
-def _cached(base: Path, download: bool) -> Path:
-    """``base/rt-polaritydata``, downloading and extracting the archive into ``base`` the first time."""
-    folder = base / FOLDER
-    ensure("Rotten Tomatoes data", URL, SHA256, base / ARCHIVE, all((folder / n).is_file() for n in FILES), download)
-    return folder
+    """(negative, positive) sentences from wherever ``root`` points (see :func:`load`)."""
+    path = locate(root, download, cache_dir, name="rt", title="RT", url=URL, checksum=SHA256, archive=ARCHIVE,
+                  find=lambda folder: holding(folder, FILES, FOLDER, ARCHIVE),
+                  expects=f"a folder holding {' and '.join(FILES)}, or the path of {ARCHIVE}",
+                  lacks=f"holds neither {' and '.join(FILES)}, nor {FOLDER}/, nor {ARCHIVE}")
+    return _read_archive(path) if path.is_file() else _read_folder(path)
 
 
 def _read_folder(folder: Path) -> tuple[list[str], list[str]]:
