@@ -30,12 +30,15 @@ log = logging.getLogger(__name__)
 
 
 def build_corpus(cfg: DictConfig) -> Corpus:
+    """The data's corpus, with fine-tuning's label budget (``data.num_labels``, ``data.num_val``) drawn from the
+    validation split's seed."""
     try:
-        return instantiate(cfg.data.corpus)
+        corpus = instantiate(cfg.data.corpus)
     except InstantiationException as e:  # Hydra wraps the parsers' own clear errors: unwrap them
         if isinstance(e.__cause__, SemiseqError):
             raise e.__cause__ from None
         raise
+    return corpus.with_budget(cfg.data.get("num_labels"), cfg.data.get("num_val"), cfg.data.corpus.get("seed") or 0)
 
 
 def build_objective(cfg: DictConfig) -> Objective | None:
@@ -56,7 +59,9 @@ def build_classifier(cfg: DictConfig, corpus: Corpus) -> ClassifierTask:
                   output=OmegaConf.to_container(cfg.model.output, resolve=True)) if cfg.mode.name == "joint" else None)
     return ClassifierTask(corpus.num_classes, head=OmegaConf.to_container(cfg.model.head, resolve=True),
                           lr=cfg.finetune.lr, head_lr=cfg.finetune.head_lr, weight_decay=cfg.finetune.weight_decay,
-                          joint=joint, **network_hparams(cfg, corpus))
+                          lr_decay=cfg.finetune.lr_decay, schedule=cfg.finetune.schedule,
+                          warmup_fraction=cfg.finetune.warmup_fraction,
+                          gradual_unfreezing=cfg.finetune.gradual_unfreezing, joint=joint, **network_hparams(cfg, corpus))
 
 
 def check_launch(cfg: DictConfig) -> None:
@@ -101,13 +106,17 @@ def pretrained(cfg: DictConfig, corpus: Corpus, objective: Objective, run_dir: P
             log.info("using cached %s weights %s", objective.name, path)
             return path
         log.info("no cached %s weights for this config: pretraining them (cached as %s)", objective.name, path)
-        produced = objective.pretrain(cfg, corpus, run_dir / f"pretrain-{objective.name}", one_device=True)
+        start = pretrained(cfg, corpus, first, run_dir) if (first := objective.start()) else None
+        produced = objective.pretrain(cfg, corpus, run_dir / f"pretrain-{objective.name}", True, start)
         return cache.store(path, produced, objective.key(cfg, corpus))
 
 
 def pretrain(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> Path:
-    """Pretrain ``cfg.objective`` (``mode=pretrain``); returns its checkpoint under ``run_dir/checkpoints``."""
-    return build_objective(cfg).pretrain(cfg, corpus, run_dir)
+    """Pretrain ``cfg.objective`` (``mode=pretrain``; from the cached weights it starts from, pretrained first when
+    absent); returns its checkpoint under ``run_dir/checkpoints``."""
+    objective = build_objective(cfg)
+    start = pretrained(cfg, corpus, first, run_dir) if (first := objective.start()) else None
+    return objective.pretrain(cfg, corpus, run_dir, start=start)
 
 
 def init_checkpoint(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> Path | None:
@@ -146,6 +155,7 @@ def finetune(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> dict:
     (metrics,) = trainer.test(ckpt_path=best.best_model_path, datamodule=build_datamodule(cfg, corpus, "classify"),
                               verbose=False, weights_only=True)
     results = {"mode": mode, "data": corpus.name, "init": init, "readout": readout,
+               "num_labels": len(corpus.supervised("train")), "num_val": len(corpus.supervised("val")),
                "unlabeled": cfg.data.get("unlabeled"), "init_checkpoint": str(source or ""),
                "tensors_loaded": loaded, "val/acc_best": float(best.best_model_score), "best_checkpoint":
                best.best_model_path, "last_checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),

@@ -8,6 +8,7 @@ checkpoint under ``checkpoint["semiseq"]``, beside the weights.
 from __future__ import annotations
 
 import contextlib
+from functools import partial
 
 import lightning as L
 import torch
@@ -19,6 +20,15 @@ from torchmetrics.classification import MulticlassAccuracy
 from semiseq.nets import Backbone, Classifier, last_step, linear_gain_loss
 
 READOUTS = ("last", "linear_gain")
+SCHEDULES = ("constant", "slanted_triangular")
+
+
+def slanted_triangular(step: int, total: int, cut_frac: float = 0.1, ratio: float = 32.0) -> float:
+    """ULMFiT's slanted triangular learning rate (Howard & Ruder 2018, eq. 3) at ``step`` of ``total``, as a
+    factor of the peak rate: from 1/ratio up to 1 over the first ``cut_frac`` of the steps, then linearly back."""
+    cut = max(1, int(total * cut_frac))
+    p = step / cut if step < cut else 1 - (step - cut) / max(1, total - cut)
+    return (1 + max(p, 0.0) * (ratio - 1)) / ratio
 
 
 def token_network(network: str, backbone: Backbone, output: dict):
@@ -108,9 +118,12 @@ class ClassifierTask(_Task):
     kind = "classifier"
 
     def __init__(self, num_classes: int, vocab_size: int, backbone: dict, head: dict, lr: float = 1e-3,
-                 head_lr: float | None = None, weight_decay: float = 0.0, input_dim: int | None = None,
-                 joint: dict | None = None, meta: dict | None = None):
+                 head_lr: float | None = None, weight_decay: float = 0.0, lr_decay: float | None = None,
+                 schedule: str = "constant", warmup_fraction: float = 0.1, gradual_unfreezing: bool = False,
+                 input_dim: int | None = None, joint: dict | None = None, meta: dict | None = None):
         super().__init__(meta)
+        if schedule not in SCHEDULES:
+            raise ValueError(f"unknown finetune.schedule={schedule!r}; choose one of {list(SCHEDULES)}")
         if head["readout"] not in READOUTS:
             raise ValueError(f"unknown model.head.readout={head['readout']!r}; choose one of {list(READOUTS)}")
         self.save_hyperparameters(ignore=["meta"])
@@ -123,14 +136,39 @@ class ClassifierTask(_Task):
     def forward(self, tokens, lengths):
         return self.net(tokens, lengths)
 
+    def layer_groups(self) -> list[list[torch.nn.Parameter]]:
+        """The parameters by layer, top down: the head, each LSTM layer from the top, the embedding (a joint
+        objective's output layer joins the head)."""
+        backbone = self.net.backbone
+        lstm = [[p for n, p in backbone.lstm.named_parameters() if n.endswith(f"_l{k}")]
+                for k in reversed(range(backbone.lstm.num_layers))]
+        top = [*self.net.head.parameters(), *([p for n, p in self.aux.named_parameters()
+                                               if not n.startswith("backbone.")] if self.aux else [])]
+        return [top, *lstm, list(backbone.embedding.parameters())]
+
     def configure_optimizers(self):
-        # A head that learns slower than the backbone cannot just memorise a few labels from
-        # whatever features it is given: the (pretrained) backbone has to carry the task.
-        head = {id(p) for p in self.net.head.parameters()}
-        rest = [p for p in self.parameters() if id(p) not in head]
-        groups = [{"params": rest},
-                  {"params": list(self.net.head.parameters()), "lr": self.hparams.head_lr or self.hparams.lr}]
-        return torch.optim.Adam(groups, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        # A head that learns slower than the backbone cannot just memorise a few labels from whatever features it
+        # is given: the (pretrained) backbone has to carry the task. With lr_decay (ULMFiT's discriminative
+        # rates) each group below the top LSTM layer learns lr_decay times slower than the one above it.
+        hp = self.hparams
+        head, *layers = self.layer_groups()
+        groups = [{"params": head, "lr": hp.head_lr or hp.lr, "name": "head"}]
+        groups += [{"params": params, "lr": hp.lr / (hp.lr_decay or 1.0) ** k, "name": name}
+                   for k, (params, name) in enumerate(zip(layers, [*(f"lstm{i}" for i in reversed(
+                       range(len(layers) - 1))), "embedding"]))]
+        optimizer = torch.optim.Adam(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.schedule == "constant":
+            return optimizer
+        total = self.trainer.estimated_stepping_batches
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(slanted_triangular, total=total,
+                                                                         cut_frac=hp.warmup_fraction))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_train_epoch_start(self):
+        if self.hparams.gradual_unfreezing:  # epoch e trains the top e + 1 groups (ULMFiT's gradual unfreezing)
+            for k, params in enumerate(self.layer_groups()):
+                for p in params:
+                    p.requires_grad_(k <= self.current_epoch)
 
     def training_step(self, batch, batch_idx):
         tokens, lengths, labels = batch["labeled"] if self.aux else batch

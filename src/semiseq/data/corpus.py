@@ -72,6 +72,27 @@ class Sequences(Dataset):
     def truncated(self, max_len: int | None) -> "Sequences":
         return Sequences(self.tokens, self.offsets, self.labels, max_len)
 
+    def subset(self, rows: np.ndarray) -> "Sequences":
+        """The sequences ``rows``, in that order, as a new flat array."""
+        lengths = np.diff(self.offsets)[rows]
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        parts = [self.tokens[self.offsets[i]:self.offsets[i + 1]] for i in rows]
+        tokens = np.concatenate(parts) if parts else self.tokens[:0]
+        return Sequences(tokens, offsets, None if self.labels is None else self.labels[rows], self.max_len)
+
+
+def stratified(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` rows of ``labels`` drawn without replacement, each class in its share of ``labels`` (largest
+    remainders round the shares to whole rows), sorted; the same ``seed`` draws the same rows."""
+    classes, counts = np.unique(labels, return_counts=True)
+    shares = counts * n / len(labels)
+    take = np.floor(shares).astype(np.int64)
+    take[np.argsort(-(shares - take), kind="stable")[: n - take.sum()]] += 1
+    rng = np.random.default_rng(seed)
+    return np.sort(np.concatenate([rng.choice(np.flatnonzero(labels == c), k, replace=False)
+                                   for c, k in zip(classes, take)]))
+
 
 class Joined(Dataset):
     """Several :class:`Sequences` read as one, without copying, labels dropped (the pretraining pool)."""
@@ -119,6 +140,8 @@ class Corpus:
     # split -> (what made it empty, the setting to change), from the builder: the error :meth:`require` raises
     empty_hints: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)
     _fingerprint: str | None = field(default=None, init=False, repr=False)
+    # split -> the part of it whose labels fine-tuning uses (label budgets: :meth:`with_budget`); absent: all of it
+    labeled: dict[str, Sequences] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         """Refuse what would fail later, deep in a training step: labels that are not class ids, empty sequences."""
@@ -157,6 +180,24 @@ class Corpus:
             self._fingerprint = digest.hexdigest()[:16]
         return self._fingerprint
 
+    def with_budget(self, num_labels: int | None = None, num_val: int | None = None, seed: int = 0) -> "Corpus":
+        """Fine-tuning's labels cut to a stratified, seeded ``num_labels`` of the training split and ``num_val`` of the
+        validation split (None: all). Pretraining reads every text as before (the training texts whose labels are
+        left out are unlabeled text to it), so every budget shares one pretraining; the test split stays whole."""
+        for split, n, key in (("train", num_labels, "data.num_labels"), ("val", num_val, "data.num_val")):
+            if n is None:
+                continue
+            seqs = getattr(self, split)
+            if not isinstance(n, int) or isinstance(n, bool) or not 0 < n <= len(seqs):
+                raise SemiseqError(f"{key}={n}: the {SPLIT_NAMES[split]} of {self.name} has {len(seqs):,} labeled "
+                                   f"examples; pass {key}= a number from 1 to {len(seqs)}, or null for all")
+            self.labeled[split] = seqs.subset(stratified(seqs.labels, n, seed))
+        return self
+
+    def supervised(self, split: str) -> Sequences:
+        """The examples of ``split`` whose labels fine-tuning uses (see :meth:`with_budget`)."""
+        return self.labeled[split] if split in self.labeled else getattr(self, split)
+
     def pretrain_text(self) -> Joined:
         """Unlabeled sequences plus the labeled training text: what pretraining may see."""
         return Joined([self.unlabeled, self.train])
@@ -165,7 +206,7 @@ class Corpus:
         """Refuse an empty split among ``splits`` (``pretrain``: :meth:`pretrain_text`) that ``reader`` (a stage)
         needs: with no examples it would train on nothing, or pick no best epoch, or test nothing."""
         for split in splits:
-            if len(self.pretrain_text() if split == "pretrain" else getattr(self, split)):
+            if len(self.pretrain_text() if split == "pretrain" else self.supervised(split)):
                 continue
             cause, fix = self.empty_hints.get(split, ("", DEFAULT_FIX[split]))
             raise SemiseqError(f"{self.name}: the {SPLIT_NAMES[split]} is empty{f' ({cause})' if cause else ''}, and "

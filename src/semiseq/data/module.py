@@ -105,10 +105,10 @@ class SequenceDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader | CombinedLoader:
         if self.task == "joint":
-            return CombinedLoader({"labeled": self._loader(self.corpus.train, train=True),
+            return CombinedLoader({"labeled": self._loader(self.corpus.supervised("train"), train=True),
                                    "unlabeled": self._loader(self.corpus.pretrain_text(), True, self.text_batch_size)},
                                   mode="min_size")
-        data = self.corpus.pretrain_text() if self.task == "pretrain" else self.corpus.train
+        data = self.corpus.pretrain_text() if self.task == "pretrain" else self.corpus.supervised("train")
         return self._loader(data, train=True)
 
     def _position(self) -> tuple[int, int]:
@@ -134,8 +134,8 @@ class SequenceDataModule(L.LightningDataModule):
     def load_state_dict(self, state_dict: dict) -> None:
         self._resume_at = state_dict or None
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.corpus.val, train=False)
+    def val_dataloader(self) -> DataLoader:  # fine-tuning selects its epoch on the validation labels it may use
+        return self._loader(self.corpus.val if self.task == "pretrain" else self.corpus.supervised("val"), train=False)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.corpus.test, train=False)

@@ -24,6 +24,7 @@ from semiseq.data import Corpus
 from semiseq.stage import build_datamodule, build_trainer, early_stopping, resume_callbacks
 from semiseq.resume import resume_checkpoint
 from semiseq.tasks import Pretrainer
+from semiseq.transfer import load_backbone
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +47,41 @@ class Objective:
         return {"version": VERSION, "objective": self.name, **self.settings, "corpus": corpus.fingerprint(),
                 "seed": cfg.pretrain.seed, **({"world_size": processes} if processes > 1 else {})}
 
-    def pretrain(self, cfg: DictConfig, corpus: Corpus, run_dir: Path, one_device: bool = False) -> Path:
-        """Pretrain on ``corpus``'s pretraining text; returns a checkpoint under ``run_dir/checkpoints``."""
+    def start(self) -> "Objective | None":
+        """The objective whose weights this one's pretraining starts from (the pipeline gets them first), or None."""
+        return None
+
+    def pretrain(self, cfg: DictConfig, corpus: Corpus, run_dir: Path, one_device: bool = False,
+                 start: Path | None = None) -> Path:
+        """Pretrain on ``corpus``'s pretraining text (from the weights ``start``: those of :meth:`start`); returns a
+        checkpoint under ``run_dir/checkpoints``."""
         raise NotImplementedError
 
 
 class NetworkObjective(Objective):
     """A per-token loss of a network around the backbone (``network``: built from the backbone, the dropout
-    on its outputs and ``model.output``), trained with Lightning by :class:`semiseq.tasks.Pretrainer`."""
+    on its outputs and ``model.output``), trained with Lightning by :class:`semiseq.tasks.Pretrainer`.
+    ``embeddings='word2vec'`` starts its embedding from word2vec vectors trained on the same text."""
 
     network: ClassVar[type[nn.Module]]
 
+    def __init__(self, name: str, embeddings: str | None = None):
+        if embeddings not in (None, "word2vec"):
+            raise SemiseqError(f"objective.embeddings={embeddings!r} is not an option; choose word2vec or null")
+        super().__init__(name, **({"embeddings": embeddings} if embeddings else {}))  # null: the key as before
+
+    def start(self) -> Objective | None:
+        """The objective whose weights this one's pretraining starts from (``embeddings``), or None."""
+        if self.settings.get("embeddings") != "word2vec":
+            return None
+        from semiseq.objectives.word2vec import Word2Vec
+
+        return Word2Vec()
+
     def key(self, cfg: DictConfig, corpus: Corpus, processes: int = 1) -> dict:
         section = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
-        return {**super().key(cfg, corpus, processes), "max_len": cfg.data.max_len, "bucket": cfg.data.bucket,
+        start = {"start": start.key(cfg, corpus)} if (start := self.start()) else {}
+        return {**super().key(cfg, corpus, processes), **start, "max_len": cfg.data.max_len, "bucket": cfg.data.bucket,
                 "backbone": section(cfg.model.backbone), "output": section(cfg.model.output),
                 "pretrain": section(cfg.pretrain)}
 
@@ -74,10 +96,11 @@ class NetworkObjective(Objective):
                           weight_decay=cfg.pretrain.weight_decay, grad_clip=cfg.pretrain.grad_clip,
                           tbptt_steps=cfg.pretrain.tbptt_steps)
 
-    def pretrain(self, cfg: DictConfig, corpus: Corpus, run_dir: Path, one_device: bool = False) -> Path:
-        """Pretrain with ``cfg.pretrain``'s recipe; when the run resumes, continue from
-        ``run_dir/checkpoints/last.ckpt`` (or return the finished result). ``one_device``: in this process on
-        one device, whatever ``cfg.trainer`` says (no DDP processes)."""
+    def pretrain(self, cfg: DictConfig, corpus: Corpus, run_dir: Path, one_device: bool = False,
+                 start: Path | None = None) -> Path:
+        """Pretrain with ``cfg.pretrain``'s recipe, from the backbone tensors of checkpoint ``start`` when given; when
+        the run resumes, continue from ``run_dir/checkpoints/last.ckpt`` (or return the finished result).
+        ``one_device``: in this process on one device, whatever ``cfg.trainer`` says (no DDP processes)."""
         path = run_dir / "checkpoints" / "pretrained.ckpt"
         if cfg.get("resume") and (run_dir / "results.json").is_file() and path.is_file():
             return path  # finished before the interruption
@@ -87,6 +110,8 @@ class NetworkObjective(Objective):
                                "trainer.precision=bf16-mixed (trainer=gpu) or 32-true")
         L.seed_everything(cfg.pretrain.seed, workers=True)
         task = self.task(cfg, corpus)
+        if start is not None:
+            load_backbone(task, start, corpus.vocab.itos, corpus.name, self.start())
         loggers = tracking.make_loggers(cfg, run_dir, "pretrain", [corpus.name, f"objective:{self.name}"])
         steps = cfg.pretrain.max_steps
         every = cfg.checkpoints.pretrain_every_n_steps or cfg.pretrain.val_every_n_steps

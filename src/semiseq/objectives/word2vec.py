@@ -63,7 +63,8 @@ class Word2Vec(Objective):
     def key(self, cfg: DictConfig, corpus: Corpus, processes: int = 1) -> dict:
         return {**super().key(cfg, corpus), "embed_dim": cfg.model.backbone.embed_dim}  # trained in one process
 
-    def pretrain(self, cfg: DictConfig, corpus: Corpus, run_dir: Path, one_device: bool = False) -> Path:
+    def pretrain(self, cfg: DictConfig, corpus: Corpus, run_dir: Path, one_device: bool = False,
+                 start: Path | None = None) -> Path:
         """Train the vectors and write ``run_dir/checkpoints/word2vec.ckpt`` (the embedding only)."""
         start = time.perf_counter()
         weight = embeddings(corpus, cfg.model.backbone.embed_dim, seed=cfg.pretrain.seed,

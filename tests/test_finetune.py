@@ -1,0 +1,179 @@
+"""What fine-tuning can be asked for beyond the paper: label budgets (the semi-supervised setting), ULMFiT's
+discriminative rates, slanted triangular schedule and gradual unfreezing, and SA/LM pretraining started from
+word2vec embeddings; each through the real pipeline, with probe callbacks added the way a user adds one.
+
+Every test here was checked by breaking its behaviour in the source on purpose and watching it fail."""
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from semiseq import SemiseqError, pipeline, stage
+from semiseq.data.corpus import stratified
+from semiseq.tasks import ClassifierTask, slanted_triangular
+
+from .conftest import read_json
+
+
+def probe(name: str) -> str:
+    return f"+callbacks.probe._target_={__name__}.{name}"
+
+
+@pytest.fixture
+def smoke(make_cfg):
+    def _make(*overrides: str):
+        cfg = make_cfg("experiment=smoke", "logger=none", "callbacks=none", *overrides)
+        return cfg, pipeline.build_corpus(cfg)
+
+    return _make
+
+
+class Steps(Callback):
+    """Before each classifier step: every optimizer group's (name, lr), and the backbone + head tensors."""
+
+    seen: list = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if isinstance(pl_module, ClassifierTask):
+            (optimizer,) = trainer.optimizers
+            Steps.seen.append((trainer.current_epoch, {g["name"]: g["lr"] for g in optimizer.param_groups},
+                               {k: v.detach().clone() for k, v in pl_module.state_dict().items()
+                                if k.startswith("net.")}))
+
+
+@pytest.fixture(autouse=True)
+def _clear():
+    Steps.seen = []
+
+
+# --- label budgets -------------------------------------------------------------------------------------------------
+
+def test_stratified_keeps_each_class_share_and_its_seed():
+    labels = np.array([0] * 60 + [1] * 30 + [2] * 10)
+    rows = stratified(labels, 20, seed=3)
+    assert Counter(labels[rows].tolist()) == {0: 12, 1: 6, 2: 2} and len(set(rows)) == 20
+    assert np.array_equal(rows, np.sort(rows)) and np.array_equal(rows, stratified(labels, 20, seed=3))
+    assert not np.array_equal(rows, stratified(labels, 20, seed=4))
+    odd = stratified(labels, 7, seed=0)  # shares 4.2 / 2.1 / 0.7: the largest remainder gets the seventh
+    assert Counter(labels[odd].tolist()) == {0: 4, 1: 2, 2: 1}
+
+
+def test_a_label_budget_cuts_fine_tuning_labels_and_keeps_pretraining_whole(smoke, tmp_path):
+    """data.num_labels / data.num_val: fine-tuning trains on a stratified subset of the training labels and picks its
+    epoch on a subset of the validation labels; pretraining reads every text as without a budget, so every budget
+    shares one cache entry; results.json says what was used."""
+    full_cfg, full = smoke()
+    cfg, corpus = smoke("data.num_labels=10", "data.num_val=8", "finetune.max_epochs=1")
+    train, val = corpus.supervised("train"), corpus.supervised("val")
+    assert (len(train), len(val)) == (10, 8) and len(corpus.test) == len(full.test)
+    shares = Counter(full.train.labels.tolist())
+    assert Counter(train.labels.tolist()) == {c: round(10 * n / len(full.train)) for c, n in shares.items()}
+    rows = {tuple(full.train[i][0].tolist()) for i in range(len(full.train))}
+    assert all(tuple(train[i][0].tolist()) in rows for i in range(10))  # examples of the training split
+    assert corpus.fingerprint() == full.fingerprint() and len(corpus.pretrain_text()) == len(full.pretrain_text())
+    sa = pipeline.build_objective(cfg)
+    assert pipeline.cache_entry(cfg, corpus, sa) == pipeline.cache_entry(full_cfg, full, sa)
+    served = {task: sum(len(b[0]) for b in stage.build_datamodule(cfg, corpus, task).train_dataloader())
+              for task in ("classify", "pretrain")}
+    assert served == {"classify": 10, "pretrain": len(full.pretrain_text())}
+    module = stage.build_datamodule(cfg, corpus, "classify")
+    assert sum(len(b[0]) for b in module.val_dataloader()) == 8
+    assert sum(len(b[0]) for b in stage.build_datamodule(cfg, corpus, "pretrain").val_dataloader()) == len(full.val)
+    r = pipeline.finetune(cfg, corpus, tmp_path / "ft")
+    assert (r["num_labels"], r["num_val"]) == (10, 8) == tuple(read_json(tmp_path / "ft" / "results.json")[k]
+                                                                for k in ("num_labels", "num_val"))
+
+
+@pytest.mark.parametrize("override,message", [
+    ("data.num_labels=0", r"^data.num_labels=0: the train split of synthetic has 40 labeled examples; pass "
+                          r"data.num_labels= a number from 1 to 40, or null for all$"),
+    ("data.num_val=100000", r"^data.num_val=100000: the validation split of synthetic has"),
+    ("data.num_labels=abc", r"^data.num_labels=abc: the train split"),
+])
+def test_an_impossible_budget_is_one_clear_line(smoke, override, message):
+    with pytest.raises(SemiseqError, match=message):
+        smoke(override)
+
+
+# --- ULMFiT-style fine-tuning ---------------------------------------------------------------------------------------
+
+def test_discriminative_rates_give_each_layer_group_its_rate(smoke, tmp_path):
+    """finetune.lr_decay: the head learns at head_lr, the top LSTM layer at lr, each group below lr_decay times
+    slower (2 layers: lstm1, lstm0, embedding); every parameter is in exactly one group."""
+    cfg, corpus = smoke("objective=none", "model.backbone.num_layers=2", "finetune.lr=1e-2", "finetune.head_lr=1e-3",
+                        "finetune.lr_decay=2", "finetune.max_epochs=1", probe("Steps"))
+    pipeline.finetune(cfg, corpus, tmp_path / "ft")
+    _, rates, _ = Steps.seen[0]
+    assert rates == {"head": 1e-3, "lstm1": 1e-2, "lstm0": 5e-3, "embedding": 2.5e-3}
+    task = pipeline.build_classifier(cfg, corpus)
+    groups = [id(p) for g in task.layer_groups() for p in g]
+    assert sorted(groups) == sorted(id(p) for p in task.parameters()) and len(set(groups)) == len(groups)
+    assert [id(p) for p in task.layer_groups()[0]] == [id(p) for p in task.net.head.parameters()]
+
+
+def test_slanted_triangular_schedule_at_given_steps(smoke, tmp_path):
+    """finetune.schedule=slanted_triangular: the factor of the peak rate is 1/32 at step 0, 1 at the end of the warm-up
+    (warmup_fraction of the steps) and falls linearly back to 1/32; the trainer steps the optimizer at those rates."""
+    assert slanted_triangular(0, 100) == pytest.approx(1 / 32)
+    assert slanted_triangular(10, 100) == 1.0 and slanted_triangular(5, 100) == pytest.approx((1 + 0.5 * 31) / 32)
+    assert slanted_triangular(55, 100) == pytest.approx((1 + 0.5 * 31) / 32)
+    assert slanted_triangular(100, 100) == pytest.approx(1 / 32)
+    cfg, corpus = smoke("objective=none", "finetune.schedule=slanted_triangular", "finetune.warmup_fraction=0.25",
+                        "finetune.lr=1e-2", "finetune.head_lr=null", "finetune.max_epochs=4", probe("Steps"))
+    pipeline.finetune(cfg, corpus, tmp_path / "ft")
+    total = len(Steps.seen)  # 40 labels, batch 16: 3 steps an epoch
+    assert total == 12
+    for step, (_, rates, _) in enumerate(Steps.seen):
+        expected = 1e-2 * slanted_triangular(step, total, 0.25)
+        assert rates["head"] == pytest.approx(expected) and rates["embedding"] == pytest.approx(expected), step
+
+
+def test_gradual_unfreezing_trains_one_more_group_each_epoch(smoke, tmp_path):
+    """finetune.gradual_unfreezing: epoch 0 changes only the head, epoch 1 also the (one) LSTM layer, epoch 2 also the
+    embedding: a frozen tensor is bit for bit what it was."""
+    cfg, corpus = smoke("objective=none", "finetune.gradual_unfreezing=true", "finetune.max_epochs=4",
+                        "finetune.lr=1e-2", probe("Steps"))
+    pipeline.finetune(cfg, corpus, tmp_path / "ft")
+    first = {}
+    for epoch, _, tensors in Steps.seen:
+        first.setdefault(epoch, tensors)
+    groups = {"head": "net.head.", "lstm": "net.backbone.lstm.", "embedding": "net.backbone.embedding."}
+    changed = {epoch: {name for name, prefix in groups.items()
+                       if any(not torch.equal(first[epoch][k], first[epoch + 1][k]) for k in first[epoch]
+                              if k.startswith(prefix))} for epoch in (0, 1, 2)}
+    assert changed == {0: {"head"}, 1: {"head", "lstm"}, 2: {"head", "lstm", "embedding"}}, changed
+
+
+# --- pretraining from word2vec embeddings ---------------------------------------------------------------------------
+
+class FirstPretrainingStep(Callback):
+    seen: list = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if not isinstance(pl_module, ClassifierTask) and trainer.global_step == 0:
+            FirstPretrainingStep.seen.append(pl_module.net.backbone.embedding.weight.detach().clone())
+
+
+def test_sa_pretraining_can_start_from_word2vec_embeddings(smoke, tmp_path):
+    """objective.embeddings=word2vec: the word2vec vectors are trained first (their own cache entry), the SA's first
+    step starts from them, and the SA's weights get a cache entry of their own."""
+    FirstPretrainingStep.seen = []
+    cfg, corpus = smoke("objective.embeddings=word2vec", "finetune.max_epochs=1", probe("FirstPretrainingStep"))
+    plain_cfg, _ = smoke()
+    sa = pipeline.build_objective(cfg)
+    assert pipeline.cache_entry(cfg, corpus, sa) != pipeline.cache_entry(plain_cfg, corpus,
+                                                                          pipeline.build_objective(plain_cfg))
+    r = pipeline.finetune(cfg, corpus, tmp_path / "ft")
+    vectors_cfg, _ = smoke("objective=word2vec")
+    vectors = pipeline.cache_entry(vectors_cfg, corpus, pipeline.build_objective(vectors_cfg))
+    assert vectors.is_file() and Path(r["init_checkpoint"]) == pipeline.cache_entry(cfg, corpus, sa)
+    weight = torch.load(vectors, weights_only=True)["state_dict"]["net.backbone.embedding.weight"]
+    (start,) = FirstPretrainingStep.seen
+    assert torch.equal(start, weight)
+    key = json.loads(pipeline.cache_entry(cfg, corpus, sa).with_suffix(".json").read_text())["key"]
+    assert key["embeddings"] == "word2vec" and key["start"]["objective"] == "word2vec"
