@@ -12,7 +12,7 @@ import yaml
 from PIL import Image
 
 from semiseq import SemiseqError
-from semiseq.report import Variant, main, make_run, paper_row, report
+from semiseq.report import Variant, group, label_curves, main, make_run, paper_row, report
 
 from .test_train import train
 
@@ -43,10 +43,10 @@ def test_table_aggregates_seeds_and_writes_plots(logs, capsys):
     results = [json.loads((j / "results.json").read_text()) for j in jobs]
     for init in ("random", "sa"):
         errors = [r["test/error"] for r in results if r["init"] == init]
-        row = cells(md, f"| synthetic | finetune | {init} | last | — | 1x16 |")
-        assert row[6:11] == ["2", "0,1", f"{statistics.mean(errors):.2f} ± {statistics.stdev(errors):.2f}",
+        row = cells(md, f"| synthetic | finetune | {init} | last | — | 1x16 | all |")
+        assert row[7:12] == ["2", "0,1", f"{statistics.mean(errors):.2f} ± {statistics.stdev(errors):.2f}",
                              f"{min(errors):.2f}", f"{max(errors):.2f}"]
-        assert row[12] == "—"  # the paper has no synthetic data
+        assert row[13] == "—"  # the paper has no synthetic data
     pretrained = [json.loads(p.read_text()) for p in (logs / "smoke").glob("multiruns/*/*/pretrain-sa/results.json")]
     assert len(pretrained) == 2  # pretraining is seeded by the run's seed: one per seed
     row = cells(md, "| sa | synthetic | — | 1x16 |")
@@ -67,7 +67,37 @@ def test_paper_column_for_a_known_variant(logs, tmp_path):
     cfg["data"].update(name="rt", unlabeled="imdb")
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     md = (report([str(tmp_path / "logs")]) / "report.md").read_text()
-    assert cells(md, "| rt | finetune | sa | last | imdb | 1x16 |")[12] == "18.60 (SA-LSTM, unlabeled IMDB)"
+    assert cells(md, "| rt | finetune | sa | last | imdb | 1x16 | all |")[13] == "18.60 (SA-LSTM, unlabeled IMDB)"
+
+
+def test_label_budgets_make_a_label_efficiency_curve(tmp_path):
+    """Runs at several data.num_labels: a row per budget (no paper value: the paper used every label) and one curve
+    per init over the number of labels, the seeds' spread as error bars."""
+    def run(init, labels, seed, error):
+        folder = tmp_path / "logs" / f"{init}-{labels}-{seed}"
+        (folder / ".hydra").mkdir(parents=True)
+        cfg = {"data": {"name": "imdb", "num_labels": labels}, "objective": {"name": init}, "seed": seed,
+               "mode": {"name": "finetune"}, "model": {"backbone": {"num_layers": 1, "hidden_dim": 256}}}
+        (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+        (folder / "results.json").write_text(json.dumps({"mode": "finetune", "data": "imdb", "init": init,
+                                                         "num_labels": labels, "test/error": error}))
+
+    for init, errors in (("random", {200: (48, 46), 1000: (40, 38)}), ("sa", {200: (30, 28), 1000: (20, 18)})):
+        for labels, (e0, e1) in errors.items():
+            run(init, labels, 0, e0), run(init, labels, 1, e1)
+    out = report([str(tmp_path / "logs")], out=str(tmp_path / "r"))
+    md = (out / "report.md").read_text()
+    assert cells(md, "| imdb | finetune | sa | last | — | 1x256 | 200 |")[7:10] == ["2", "0,1", "29.00 ± 1.41"]
+    assert cells(md, "| imdb | finetune | sa | last | — | 1x256 | 1000 |")[-1] == "—"
+    assert "![label efficiency](label_efficiency.png)" in md
+    with Image.open(out / "label_efficiency.png") as image:
+        image.verify()
+    finetune = group([make_run(json.loads((d / "results.json").read_text()),
+                               yaml.safe_load((d / ".hydra" / "config.yaml").read_text()))
+                      for d in (tmp_path / "logs").iterdir()])
+    curves = label_curves(finetune)
+    assert {k.init: {n: sorted(e) for n, e in v.items()} for k, v in curves.items()} == {
+        "random": {200: [46, 48], 1000: [38, 40]}, "sa": {200: [28, 30], 1000: [18, 20]}}
 
 
 def test_paper_rows():
@@ -144,8 +174,8 @@ def test_wandb_runs_through_the_api(tmp_path, monkeypatch, capsys):
     assert FakeApi.calls == [("me/semiseq", {"group": "imdb_sa"})]
     md = (tmp_path / "r" / "report.md").read_text()
     assert "3 finished runs from wandb me/semiseq group imdb_sa (1 incomplete skipped)" in md
-    row = cells(md, "| imdb | finetune | sa | last | — | 1x1024 |")
-    assert row[6:] == ["2", "0,1", "7.50 ± 0.71", "7.00", "8.00", "200.0", "7.24 (SA-LSTM)"]
+    row = cells(md, "| imdb | finetune | sa | last | — | 1x1024 | all |")
+    assert row[7:] == ["2", "0,1", "7.50 ± 0.71", "7.00", "8.00", "200.0", "7.24 (SA-LSTM)"]
     assert cells(md, "| lm | imdb | — | 1x1024 |")[4:] == ["1", "4.500", "90.00", "—"]
     assert (tmp_path / "r" / "curves.png").is_file()  # no CSV from wandb: the panels say so
 

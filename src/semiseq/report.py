@@ -56,6 +56,7 @@ class Variant(NamedTuple):
     readout: str
     unlabeled: str  # extra unlabeled source ("" = the data's own text only)
     model: str  # layers x hidden units
+    labels: str = ""  # the label budget (data.num_labels; "" = every training label)
 
 
 class Pretraining(NamedTuple):
@@ -77,7 +78,9 @@ def _get(cfg: dict, key: str, default=None):
 
 
 def paper_row(v: Variant) -> tuple[str, float] | None:
-    """The paper's (row, test error %) for a variant, or None where the paper has none."""
+    """The paper's (row, test error %) for a variant, or None where the paper has none (or a label budget)."""
+    if v.labels:
+        return None
     mode, _, objective = v.mode.partition("-")
     layers = v.model.split("x")[0]
     tags = [f"{layers} layers" if layers != "1" else "", v.readout if v.readout != "last" else "",
@@ -102,7 +105,9 @@ def make_run(result: dict, cfg: dict, run_dir: Path | None = None) -> dict:
     init = result.get("init") or ("random" if objective == "none" or mode == "joint" else objective)
     readout = result.get("readout") or _get(cfg, "model.head.readout") or "last"
     mode = f"joint-{objective}" if mode == "joint" else mode
-    return dict(run, key=Variant(data, mode, init, readout, unlabeled, model), error=error)
+    budget = _get(cfg, "data.num_labels")
+    return dict(run, key=Variant(data, mode, init, readout, unlabeled, model, str(budget or "")), error=error,
+                labels=result.get("num_labels"))
 
 
 def _read(path: Path, parse) -> dict:
@@ -176,13 +181,13 @@ def markdown(finetune: dict, pretrain: dict, header: str) -> str:
     lines = [header]
     if finetune:
         lines += ["", "## Fine-tuning: test error % (lower is better), mean ± std over seeds and folds", "",
-                  "| data | mode | init | readout | unlabeled | model | n | seeds | test error % | min | max | wall s "
-                  "| paper |", "|" + "---|" * 13]
+                  "| data | mode | init | readout | unlabeled | model | labels | n | seeds | test error % | min | max "
+                  "| wall s | paper |", "|" + "---|" * 14]
         for v, rs in finetune.items():
             errors, seeds = [r["error"] for r in rs], sorted({str(r["seed"]) for r in rs if r["seed"] is not None})
             std = statistics.stdev(errors) if len(errors) > 1 else 0.0
             paper = paper_row(v)
-            lines.append(f"| {' | '.join(x or '—' for x in v)} | {len(rs)} | {','.join(seeds) or '—'} | "
+            lines.append(f"| {' | '.join(x or '—' for x in v[:-1])} | {v.labels or 'all'} | {len(rs)} | {','.join(seeds) or '—'} | "
                          f"{statistics.mean(errors):.2f} ± {std:.2f} | {min(errors):.2f} | {max(errors):.2f} | "
                          f"{_mean(rs, 'wall_s', '{:.1f}')} | "
                          f"{f'{paper[1]:.2f} ({paper[0]})' if paper else '—'} |")
@@ -249,7 +254,36 @@ def plot(finetune: dict, pretrain: dict, out: Path) -> list[Path]:
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=120)
     plt.close(fig)
-    return [out / "test_error.png", out / "curves.png"]
+    written = [out / "test_error.png", out / "curves.png"]
+    curves = label_curves(finetune)
+    if curves:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for i, (k, points) in enumerate(curves.items()):
+            xs = sorted(points)
+            means = [statistics.mean(points[x]) for x in xs]
+            stds = [statistics.stdev(points[x]) if len(points[x]) > 1 else 0.0 for x in xs]
+            ax.errorbar(xs, means, yerr=stds, marker="o", capsize=4, color=color(i % 10), label=label(k))
+            for x in xs:
+                ax.scatter([x] * len(points[x]), points[x], s=10, color=color(i % 10), alpha=0.5)
+        ax.set_xscale("log")
+        ax.set_xlabel("training labels (log scale)"), ax.set_ylabel("test error % (mean ± std over seeds)")
+        ax.set_title("label efficiency"), ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "label_efficiency.png", dpi=120)
+        plt.close(fig)
+        written.append(out / "label_efficiency.png")
+    return written
+
+
+def label_curves(finetune: dict) -> dict:
+    """Test errors by number of training labels, one curve per variant measured at two label counts or more:
+    {variant without its budget: {labels: [errors]}}."""
+    curves = {}
+    for v, rs in finetune.items():
+        for r in rs:
+            if r.get("labels"):
+                curves.setdefault(v._replace(labels=""), {}).setdefault(r["labels"], []).append(r["error"])
+    return {k: points for k, points in curves.items() if len(points) > 1}
 
 
 def out_dir(out: str | None, paths: list[str]) -> Path:
@@ -281,6 +315,9 @@ def report(paths: list[str], out: str | None = None, wandb_path: str | None = No
     md = markdown(finetune, pretrain, header)
     atomic.write_text(out / "report.md", md + "\n![test error](test_error.png)\n\n![learning curves](curves.png)\n")
     written = [out / "report.md", *plot(finetune, pretrain, out)]
+    if out.joinpath("label_efficiency.png").is_file():
+        atomic.write_text(out / "report.md", out.joinpath("report.md").read_text()
+                          + "\n![label efficiency](label_efficiency.png)\n")
     print(md + "\n" + "\n".join(f"wrote {p}" for p in written), flush=True)
     return out
 
