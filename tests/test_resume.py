@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import OmegaConf
 
 from semiseq import SemiseqError, pipeline, resume, stage
-from semiseq.checkpoints import AtomicCheckpointIO
+from semiseq.atomic import AtomicCheckpointIO
 
 from .conftest import ROOT, make_objective
 

@@ -1,10 +1,9 @@
-"""Checkpoints a run can resume from exactly: written atomically, kept current every N steps and at
+"""Checkpoints a run can resume from exactly: kept current every N steps and at
 epoch ends, and carrying the random state (tensors and primitives only, so they load with
 ``weights_only=True``). Where the data loader was is kept by :class:`semiseq.data.SequenceDataModule`."""
 
 from __future__ import annotations
 
-import os
 import random
 import warnings
 from pathlib import Path
@@ -13,33 +12,11 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, Checkpoint
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 # A resumed run: SequenceDataModule continues the interrupted epoch itself (its state_dict), which Lightning
 # cannot see, and the checkpoints folder is the run's own.
 warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write each checkpoint to a temporary file beside it and rename it into place, so a run killed
-    mid-write leaves the previous checkpoint whole. (Lightning's own write goes through a temporary file
-    in the system temp dir and ``shutil.move``, which copies into place when that is another filesystem.)"""
-
-    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        if storage_options is not None or "://" in str(path):  # remote storage: Lightning's own writer
-            return super().save_checkpoint(checkpoint, path, storage_options)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
 
 
 class LastCheckpoint(Checkpoint):

@@ -13,8 +13,9 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EarlyStopping
 from omegaconf import DictConfig
 
+from semiseq.atomic import AtomicCheckpointIO
 from semiseq.callbacks import Divergence, LineProgress
-from semiseq.checkpoints import AtomicCheckpointIO, LastCheckpoint, RandomState
+from semiseq.checkpoints import LastCheckpoint, RandomState
 from semiseq.data import Corpus, SequenceDataModule
 
 
