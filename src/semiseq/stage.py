@@ -15,7 +15,6 @@ from omegaconf import DictConfig
 
 from semiseq.atomic import AtomicCheckpointIO
 from semiseq.callbacks import Divergence, LineProgress
-from semiseq.checkpoints import LastCheckpoint, RandomState
 from semiseq.data import Corpus, SequenceDataModule
 
 
@@ -34,11 +33,6 @@ def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list
     return instantiate(cfg.trainer, default_root_dir=str(run_dir), logger=loggers or False,
                        callbacks=[*callbacks, Divergence(), *extra], plugins=[AtomicCheckpointIO()],
                        use_distributed_sampler=False, **stage)
-
-
-def resume_callbacks(run_dir: Path, every_n_steps: int | None, every_epoch: bool) -> list:
-    """What makes a stage resumable exactly: ``checkpoints/last.ckpt`` kept current, with the random state."""
-    return [LastCheckpoint(run_dir / "checkpoints", every_n_steps, every_epoch), RandomState()]
 
 
 def early_stopping(patience: int | None, monitor: str, mode: str) -> list:
