@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import OmegaConf
 
 from semiseq import SemiseqError, pipeline, resume, stage
-from semiseq.checkpoints import AtomicCheckpointIO
+from semiseq.stage import AtomicCheckpointIO
 
 from .conftest import ROOT, make_objective
 
@@ -73,7 +73,7 @@ def test_pretraining_killed_mid_epoch_resumes_bit_exactly(tmp_path, make_cfg):
     run_dir = ckpt.parents[1]
     at = torch.load(ckpt, weights_only=True)
     assert not (run_dir / "results.json").exists() and 0 < at["global_step"] < 300
-    stopped_at = at["SequenceDataModule"]
+    stopped_at = at["callbacks"]["LastCheckpoint"]["data"]
 
     rc, out = finish(start(logs, *PRETRAIN, "resume=true"))
     assert rc == 0, out[-3000:]
@@ -131,6 +131,9 @@ def metrics(stage_dir: Path) -> dict:
 @pytest.mark.parametrize("stage,overrides,crashes", [
     ("pretrain", ["pretrain.max_steps=60", "pretrain.val_every_n_steps=20", "checkpoints.pretrain_every_n_steps=10"],
      [23]),  # last.ckpt at the end of an epoch that also validates (step 20); mid-epoch: the SIGKILL test
+    ("pretrain", ["pretrain.max_steps=60", "pretrain.val_every_n_steps=20", "checkpoints.pretrain_every_n_steps=10",
+                  "pretrain.lr=0", "pretrain.early_stopping_patience=1"],
+     [23]),  # last.ckpt after step 20's validation, or the resume skips it: early stopping would stop at 60, not 40
     ("finetune", ["objective=none", "finetune.max_epochs=4", "finetune.batch_size=8",
                   "checkpoints.finetune_every_n_steps=2"],
      [6, 13]),  # last.ckpt at an epoch's end (step 5), and mid-epoch (12); 5 batches an epoch
@@ -158,7 +161,7 @@ def test_resume_from_any_checkpoint_matches_an_uninterrupted_run(make_cfg, tmp_p
             assert_same_weights(resumed / "checkpoints" / name, reference / "checkpoints" / name)
         assert metrics(resumed) == metrics(reference), step
         ours, theirs = (json.loads((d / "results.json").read_text()) for d in (resumed, reference))
-        for key in ("val/loss", "test/acc", "test/loss", "val/acc_best"):
+        for key in ("val/loss", "test/acc", "test/loss", "val/acc_best", "steps", "epochs"):
             assert ours.get(key) == theirs.get(key), key
 
 
@@ -234,7 +237,7 @@ def test_finetuning_killed_during_its_pretraining_and_then_mid_epoch_resumes_bit
     run_dir = ckpt.parents[2]
     proc = start(logs, f"resume={run_dir}")  # by folder, with no other override: the run's own config
     ckpt = kill_when(proc, logs, "smoke/runs/*/checkpoints/last.ckpt")
-    assert ckpt.parent.parent == run_dir and torch.load(ckpt, weights_only=True)["SequenceDataModule"]
+    assert ckpt.parent.parent == run_dir and torch.load(ckpt, weights_only=True)["callbacks"]["LastCheckpoint"]["data"]
     rc, out = finish(start(logs, *args, "resume=true"))
     assert rc == 0, out[-3000:]
 

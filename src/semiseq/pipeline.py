@@ -21,8 +21,8 @@ from semiseq import SemiseqError, cache, objectives, tracking
 from semiseq.atomic import write_json
 from semiseq.data import Corpus, SequenceDataModule
 from semiseq.objectives import NetworkObjective, Objective, network_hparams
-from semiseq.resume import log_to, resume_checkpoint, resume_config
-from semiseq.stage import build_datamodule, build_trainer, early_stopping, resume_callbacks, world_size
+from semiseq.resume import LastCheckpoint, log_to, resume_checkpoint, resume_config
+from semiseq.stage import build_datamodule, build_trainer, early_stopping, world_size
 from semiseq.tasks import ClassifierTask
 from semiseq.transfer import load_backbone
 
@@ -141,8 +141,8 @@ def finetune(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> dict:
     tags = [corpus.name, f"init:{init}", f"readout:{readout}", *([f"joint:{objective.name}"] if mode == "joint" else [])]
     loggers = tracking.make_loggers(cfg, run_dir, mode, tags)
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max")
-    callbacks = [best, *resume_callbacks(run_dir, cfg.checkpoints.finetune_every_n_steps, every_epoch=True),
-                 *early_stopping(cfg.finetune.early_stopping_patience, "val/acc", "max")]
+    last = LastCheckpoint(run_dir / "checkpoints", cfg.checkpoints.finetune_every_n_steps, every_epoch=True)
+    callbacks = [best, last, *early_stopping(cfg.finetune.early_stopping_patience, "val/acc", "max")]
     trainer = build_trainer(cfg, run_dir, loggers, callbacks, max_epochs=cfg.finetune.max_epochs,
                             gradient_clip_val=cfg.finetune.grad_clip)
     for logger in loggers:

@@ -13,9 +13,22 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EarlyStopping
 from omegaconf import DictConfig
 
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from semiseq import atomic
 from semiseq.callbacks import Divergence, LineProgress
-from semiseq.checkpoints import AtomicCheckpointIO, LastCheckpoint, RandomState
 from semiseq.data import Corpus, SequenceDataModule
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write each checkpoint to a temporary file beside it and rename it into place, so a run killed
+    mid-write leaves the previous checkpoint whole. (Lightning's own write goes through a temporary file
+    in the system temp dir and ``shutil.move``, which copies into place when that is another filesystem.)"""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None or "://" in str(path):  # remote storage: Lightning's own writer
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        atomic.save_torch(checkpoint, path, fsync=True)
 
 
 def build_datamodule(cfg: DictConfig, corpus: Corpus, task: str) -> SequenceDataModule:
@@ -33,11 +46,6 @@ def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list
     return instantiate(cfg.trainer, default_root_dir=str(run_dir), logger=loggers or False,
                        callbacks=[*callbacks, Divergence(), *extra], plugins=[AtomicCheckpointIO()],
                        use_distributed_sampler=False, **stage)
-
-
-def resume_callbacks(run_dir: Path, every_n_steps: int | None, every_epoch: bool) -> list:
-    """What makes a stage resumable exactly: ``checkpoints/last.ckpt`` kept current, with the random state."""
-    return [LastCheckpoint(run_dir / "checkpoints", every_n_steps, every_epoch), RandomState()]
 
 
 def early_stopping(patience: int | None, monitor: str, mode: str) -> list:

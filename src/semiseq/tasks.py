@@ -131,7 +131,9 @@ class ClassifierTask(_Task):
         self.net = Classifier(net, num_classes, head["hidden_dim"], head["dropout"])
         self.aux = token_network(joint["network"], net, joint["output"]) if joint else None  # the same backbone
         self.val_acc, self.test_acc = (MulticlassAccuracy(num_classes, average="micro") for _ in range(2))
-        self._train_sums = None  # loss * n, correct, n: summed on device, logged once per epoch (no sync per step)
+        # loss * n, correct, n: summed on device, logged once per epoch (no sync per step); mid-epoch,
+        # semiseq.resume.LastCheckpoint keeps them in last.ckpt, so a resumed run reports the whole epoch
+        self.train_sums = None
 
     def forward(self, tokens, lengths):
         return self.net(tokens, lengths)
@@ -180,7 +182,7 @@ class ClassifierTask(_Task):
             loss = F.cross_entropy(logits, labels)
         n = loss.new_tensor(float(len(labels)))
         sums = torch.stack([loss.detach() * n, (logits.argmax(-1) == labels).sum().to(n.dtype), n])
-        self._train_sums = sums if self._train_sums is None else self._train_sums + sums
+        self.train_sums = sums if self.train_sums is None else self.train_sums + sums
         if self.aux:
             text, text_lengths, _ = batch["unlabeled"]
             (aux_loss,) = self.aux.window_losses(text, text_lengths, text.size(1) + 1)
@@ -191,28 +193,12 @@ class ClassifierTask(_Task):
             loss = loss + self.hparams.joint["weight"] * aux_loss
         return loss
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        super().on_save_checkpoint(checkpoint)
-        if self._train_sums is not None:  # mid-epoch: a resumed run reports the whole epoch's train loss/acc
-            # DDP: all processes' sums (every process saves), split evenly: each adds its share back at epoch end
-            sums = self.trainer.strategy.reduce(self._train_sums.clone(), reduce_op="sum") / self.trainer.world_size
-            checkpoint["train_sums"] = sums.tolist()
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        super().on_load_checkpoint(checkpoint)
-        sums = checkpoint.get("train_sums")
-        self._train_sums = torch.tensor(sums) if sums else None
-
-    def on_train_start(self):
-        if self._train_sums is not None:  # restored on the CPU
-            self._train_sums = self._train_sums.to(self.device)
-
     def on_train_epoch_end(self):
-        if self._train_sums is not None:
+        if self.train_sums is not None:
             # summed over every DDP process (a no-op in one): the epoch's mean over all its samples
-            loss_sum, correct, n = self.trainer.strategy.reduce(self._train_sums, reduce_op="sum")
+            loss_sum, correct, n = self.trainer.strategy.reduce(self.train_sums, reduce_op="sum")
             self.log_dict({"train/loss": loss_sum / n, "train/acc": correct / n}, sync_dist=True)
-            self._train_sums = None
+            self.train_sums = None
 
     def _eval_step(self, batch, acc: MulticlassAccuracy) -> torch.Tensor:
         tokens, lengths, labels = batch

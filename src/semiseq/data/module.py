@@ -79,7 +79,14 @@ class SequenceDataModule(L.LightningDataModule):
         self.corpus, self.task, self.batch_size, self.eval_batch_size = corpus, task, batch_size, eval_batch_size
         self.max_len, self.bucket, self.num_workers, self.seed = max_len, bucket, num_workers, seed
         self.text_batch_size = text_batch_size or batch_size
-        self._resume_at: dict | None = None  # where the checkpoint a run resumes from was in the data
+        # Where a training pass starts, as the trainer starts an epoch: the epoch whose order it takes and the
+        # batches of it to skip. The order follows the trainer's epoch counter, not the number of passes (Lightning
+        # may start a resumed run's loader more than once); semiseq.resume.LastCheckpoint continues a resumed epoch.
+        self.position: Callable[[int], tuple[int, int]] = lambda epoch: (epoch, 0)
+
+    @property
+    def vocab(self):
+        return self.corpus.vocab
 
     def setup(self, stage: str) -> None:
         """Lightning calls this before a fit, validation or test loop: refuse a split it needs that is empty."""
@@ -93,9 +100,9 @@ class SequenceDataModule(L.LightningDataModule):
         # Under DDP each process takes its share of every batch here (Lightning cannot put its
         # DistributedSampler into a batch sampler like this one: the trainer runs with use_distributed_sampler=False)
         replicas, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        position = (lambda: self.position(self.trainer.current_epoch)) if train and self.trainer else None
         sampler = BucketBatchSampler(data.lengths, batch_size or (self.batch_size if train else self.eval_batch_size),
-                                     shuffle=train, bucket=self.bucket, seed=self.seed,
-                                     position=self._position if train and self.trainer else None,
+                                     shuffle=train, bucket=self.bucket, seed=self.seed, position=position,
                                      num_replicas=replicas, rank=rank)
         # Its own generator: starting an iterator then draws its worker seed from it, not from the global
         # random state, so validating does not shift training's dropout draws (and a resume stays exact).
@@ -110,29 +117,6 @@ class SequenceDataModule(L.LightningDataModule):
                                   mode="min_size")
         data = self.corpus.pretrain_text() if self.task == "pretrain" else self.corpus.supervised("train")
         return self._loader(data, train=True)
-
-    def _position(self) -> tuple[int, int]:
-        """The training epoch the trainer is starting (its order) and the batches of it to skip: those a
-        resumed run trained on before its checkpoint. Lightning restores its loop counters but not the
-        place in the data, and may start the loader more than once when it resumes: so the order follows
-        its epoch counter, not the number of passes."""
-        epoch, at = self.trainer.current_epoch, self._resume_at
-        if not at or epoch != at["epoch"]:
-            return epoch, 0
-        if at["epoch_ended"]:  # saved after the epoch's last batch, before the trainer counted the epoch
-            return epoch + 1, 0
-        return epoch, at["batches_done"]
-
-    def state_dict(self) -> dict:
-        """Where training is in the data, saved in every checkpoint (see :meth:`_position`)."""
-        if self.trainer is None:
-            return {}
-        progress = self.trainer.fit_loop.epoch_loop.batch_progress
-        return {"epoch": self.trainer.current_epoch, "batches_done": progress.current.processed,
-                "epoch_ended": bool(progress.is_last_batch)}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self._resume_at = state_dict or None
 
     def val_dataloader(self) -> DataLoader:  # fine-tuning selects its epoch on the validation labels it may use
         return self._loader(self.corpus.val if self.task == "pretrain" else self.corpus.supervised("val"), train=False)

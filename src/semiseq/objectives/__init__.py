@@ -21,8 +21,8 @@ from torch import nn
 from semiseq import SemiseqError, cache, tracking
 from semiseq.atomic import write_json
 from semiseq.data import Corpus
-from semiseq.stage import build_datamodule, build_trainer, early_stopping, resume_callbacks
-from semiseq.resume import resume_checkpoint
+from semiseq.resume import LastCheckpoint, resume_checkpoint
+from semiseq.stage import build_datamodule, build_trainer, early_stopping
 from semiseq.tasks import Pretrainer
 from semiseq.transfer import load_backbone
 
@@ -115,7 +115,7 @@ class NetworkObjective(Objective):
         loggers = tracking.make_loggers(cfg, run_dir, "pretrain", [corpus.name, f"objective:{self.name}"])
         steps = cfg.pretrain.max_steps
         every = cfg.checkpoints.pretrain_every_n_steps or cfg.pretrain.val_every_n_steps
-        callbacks = [*resume_callbacks(run_dir, every, every_epoch=False),
+        callbacks = [LastCheckpoint(run_dir / "checkpoints", every, every_epoch=False),
                      *early_stopping(cfg.pretrain.early_stopping_patience, "val/loss", "min")]
         trainer = build_trainer(cfg, run_dir, loggers, callbacks, max_steps=steps, max_epochs=-1,
                                 val_check_interval=min(cfg.pretrain.val_every_n_steps, steps),
