@@ -28,6 +28,23 @@ def make_cfg(tmp_path):
     return _make
 
 
+@pytest.fixture
+def smoke_run(make_cfg):
+    """``(cfg, corpus)`` of the smoke experiment (no loggers, no extra callbacks) with more overrides."""
+    from semiseq import pipeline
+
+    def _make(*overrides: str):
+        cfg = make_cfg("experiment=smoke", "logger=none", "callbacks=none", *overrides)
+        return cfg, pipeline.build_corpus(cfg)
+
+    return _make
+
+
+def probe(callback: type) -> str:
+    """The override that adds the Callback class ``callback`` to every stage's trainer, as a user adds one."""
+    return f"+callbacks.probe._target_={callback.__module__}.{callback.__qualname__}"
+
+
 def make_objective(name: str):
     """The objective conf/objective/<name>.yaml builds (None for none)."""
     from omegaconf import OmegaConf

@@ -17,20 +17,7 @@ from semiseq import SemiseqError, pipeline, stage
 from semiseq.data.corpus import stratified
 from semiseq.tasks import ClassifierTask, slanted_triangular
 
-from .conftest import read_json
-
-
-def probe(name: str) -> str:
-    return f"+callbacks.probe._target_={__name__}.{name}"
-
-
-@pytest.fixture
-def smoke(make_cfg):
-    def _make(*overrides: str):
-        cfg = make_cfg("experiment=smoke", "logger=none", "callbacks=none", *overrides)
-        return cfg, pipeline.build_corpus(cfg)
-
-    return _make
+from .conftest import probe, read_json
 
 
 class Steps(Callback):
@@ -63,12 +50,12 @@ def test_stratified_keeps_each_class_share_and_its_seed():
     assert Counter(labels[odd].tolist()) == {0: 4, 1: 2, 2: 1}
 
 
-def test_a_label_budget_cuts_fine_tuning_labels_and_keeps_pretraining_whole(smoke, tmp_path):
+def test_a_label_budget_cuts_fine_tuning_labels_and_keeps_pretraining_whole(smoke_run, tmp_path):
     """data.num_labels / data.num_val: fine-tuning trains on a stratified subset of the training labels and picks its
     epoch on a subset of the validation labels; pretraining reads every text as without a budget, so every budget
     shares one cache entry; results.json says what was used."""
-    full_cfg, full = smoke()
-    cfg, corpus = smoke("data.num_labels=10", "data.num_val=8", "finetune.max_epochs=1")
+    full_cfg, full = smoke_run()
+    cfg, corpus = smoke_run("data.num_labels=10", "data.num_val=8", "finetune.max_epochs=1")
     train, val = corpus.supervised("train"), corpus.supervised("val")
     assert (len(train), len(val)) == (10, 8) and len(corpus.test) == len(full.test)
     shares = Counter(full.train.labels.tolist())
@@ -95,18 +82,18 @@ def test_a_label_budget_cuts_fine_tuning_labels_and_keeps_pretraining_whole(smok
     ("data.num_val=100000", r"^data.num_val=100000: the validation split of synthetic has"),
     ("data.num_labels=abc", r"^data.num_labels=abc: the train split"),
 ])
-def test_an_impossible_budget_is_one_clear_line(smoke, override, message):
+def test_an_impossible_budget_is_one_clear_line(smoke_run, override, message):
     with pytest.raises(SemiseqError, match=message):
-        smoke(override)
+        smoke_run(override)
 
 
 # --- ULMFiT-style fine-tuning ---------------------------------------------------------------------------------------
 
-def test_discriminative_rates_give_each_layer_group_its_rate(smoke, tmp_path):
+def test_discriminative_rates_give_each_layer_group_its_rate(smoke_run, tmp_path):
     """finetune.lr_decay: the head learns at head_lr, the top LSTM layer at lr, each group below lr_decay times
     slower (2 layers: lstm1, lstm0, embedding); every parameter is in exactly one group."""
-    cfg, corpus = smoke("objective=none", "model.backbone.num_layers=2", "finetune.lr=1e-2", "finetune.head_lr=1e-3",
-                        "finetune.lr_decay=2", "finetune.max_epochs=1", probe("Steps"))
+    cfg, corpus = smoke_run("objective=none", "model.backbone.num_layers=2", "finetune.lr=1e-2", "finetune.head_lr=1e-3",
+                        "finetune.lr_decay=2", "finetune.max_epochs=1", probe(Steps))
     pipeline.finetune(cfg, corpus, tmp_path / "ft")
     _, rates, _ = Steps.seen[0]
     assert rates == {"head": 1e-3, "lstm1": 1e-2, "lstm0": 5e-3, "embedding": 2.5e-3}
@@ -116,15 +103,15 @@ def test_discriminative_rates_give_each_layer_group_its_rate(smoke, tmp_path):
     assert [id(p) for p in task.layer_groups()[0]] == [id(p) for p in task.net.head.parameters()]
 
 
-def test_slanted_triangular_schedule_at_given_steps(smoke, tmp_path):
+def test_slanted_triangular_schedule_at_given_steps(smoke_run, tmp_path):
     """finetune.schedule=slanted_triangular: the factor of the peak rate is 1/32 at step 0, 1 at the end of the warm-up
     (warmup_fraction of the steps) and falls linearly back to 1/32; the trainer steps the optimizer at those rates."""
     assert slanted_triangular(0, 100) == pytest.approx(1 / 32)
     assert slanted_triangular(10, 100) == 1.0 and slanted_triangular(5, 100) == pytest.approx((1 + 0.5 * 31) / 32)
     assert slanted_triangular(55, 100) == pytest.approx((1 + 0.5 * 31) / 32)
     assert slanted_triangular(100, 100) == pytest.approx(1 / 32)
-    cfg, corpus = smoke("objective=none", "finetune.schedule=slanted_triangular", "finetune.warmup_fraction=0.25",
-                        "finetune.lr=1e-2", "finetune.head_lr=null", "finetune.max_epochs=4", probe("Steps"))
+    cfg, corpus = smoke_run("objective=none", "finetune.schedule=slanted_triangular", "finetune.warmup_fraction=0.25",
+                        "finetune.lr=1e-2", "finetune.head_lr=null", "finetune.max_epochs=4", probe(Steps))
     pipeline.finetune(cfg, corpus, tmp_path / "ft")
     total = len(Steps.seen)  # 40 labels, batch 16: 3 steps an epoch
     assert total == 12
@@ -133,11 +120,11 @@ def test_slanted_triangular_schedule_at_given_steps(smoke, tmp_path):
         assert rates["head"] == pytest.approx(expected) and rates["embedding"] == pytest.approx(expected), step
 
 
-def test_gradual_unfreezing_trains_one_more_group_each_epoch(smoke, tmp_path):
+def test_gradual_unfreezing_trains_one_more_group_each_epoch(smoke_run, tmp_path):
     """finetune.gradual_unfreezing: epoch 0 changes only the head, epoch 1 also the (one) LSTM layer, epoch 2 also the
     embedding: a frozen tensor is bit for bit what it was."""
-    cfg, corpus = smoke("objective=none", "finetune.gradual_unfreezing=true", "finetune.max_epochs=4",
-                        "finetune.lr=1e-2", probe("Steps"))
+    cfg, corpus = smoke_run("objective=none", "finetune.gradual_unfreezing=true", "finetune.max_epochs=4",
+                        "finetune.lr=1e-2", probe(Steps))
     pipeline.finetune(cfg, corpus, tmp_path / "ft")
     first = {}
     for epoch, _, tensors in Steps.seen:
@@ -159,17 +146,17 @@ class FirstPretrainingStep(Callback):
             FirstPretrainingStep.seen.append(pl_module.net.backbone.embedding.weight.detach().clone())
 
 
-def test_sa_pretraining_can_start_from_word2vec_embeddings(smoke, tmp_path):
+def test_sa_pretraining_can_start_from_word2vec_embeddings(smoke_run, tmp_path):
     """objective.embeddings=word2vec: the word2vec vectors are trained first (their own cache entry), the SA's first
     step starts from them, and the SA's weights get a cache entry of their own."""
     FirstPretrainingStep.seen = []
-    cfg, corpus = smoke("objective.embeddings=word2vec", "finetune.max_epochs=1", probe("FirstPretrainingStep"))
-    plain_cfg, _ = smoke()
+    cfg, corpus = smoke_run("objective.embeddings=word2vec", "finetune.max_epochs=1", probe(FirstPretrainingStep))
+    plain_cfg, _ = smoke_run()
     sa = pipeline.build_objective(cfg)
     assert pipeline.cache_entry(cfg, corpus, sa) != pipeline.cache_entry(plain_cfg, corpus,
                                                                           pipeline.build_objective(plain_cfg))
     r = pipeline.finetune(cfg, corpus, tmp_path / "ft")
-    vectors_cfg, _ = smoke("objective=word2vec")
+    vectors_cfg, _ = smoke_run("objective=word2vec")
     vectors = pipeline.cache_entry(vectors_cfg, corpus, pipeline.build_objective(vectors_cfg))
     assert vectors.is_file() and Path(r["init_checkpoint"]) == pipeline.cache_entry(cfg, corpus, sa)
     weight = torch.load(vectors, weights_only=True)["state_dict"]["net.backbone.embedding.weight"]

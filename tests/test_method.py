@@ -22,21 +22,7 @@ from semiseq.objectives.lm import LanguageModel, teacher_forcing
 from semiseq.objectives.sa import SequenceAutoencoder
 from semiseq.tasks import ClassifierTask, Pretrainer
 
-from .conftest import make_objective
-
-
-def probe(name: str) -> str:
-    """The override that adds this module's callback class ``name`` to every stage's trainer."""
-    return f"+callbacks.probe._target_={__name__}.{name}"
-
-
-@pytest.fixture
-def smoke(make_cfg):
-    def _make(*overrides: str):
-        cfg = make_cfg("experiment=smoke", "logger=none", "callbacks=none", *overrides)
-        return cfg, pipeline.build_corpus(cfg)
-
-    return _make
+from .conftest import make_objective, probe
 
 
 class FirstBatchBackbone(Callback):
@@ -101,11 +87,11 @@ def _clear_probes():
         cls.seen = []
 
 
-def test_sa_decoder_starts_from_the_encoder_state(smoke, tmp_path):
+def test_sa_decoder_starts_from_the_encoder_state(smoke_run, tmp_path):
     """SA-LSTM: the decoder reconstructs the text from the encoder's final state. A trained SA reconstructs far better
     from that state than the same decoder started from zeros (a language model on the same weights), and its
     losses (window_losses, with and without truncated BPTT, and forward) are those of a decoder started there."""
-    cfg, corpus = smoke("pretrain.max_steps=300", "pretrain.val_every_n_steps=300", "pretrain.lr=1e-2",
+    cfg, corpus = smoke_run("pretrain.max_steps=300", "pretrain.val_every_n_steps=300", "pretrain.lr=1e-2",
                         "model.backbone.hidden_dim=32")
     sa = Pretrainer.load_from_checkpoint(make_objective("sa").pretrain(cfg, corpus, tmp_path / "pre"),
                                          weights_only=True).eval().net
@@ -131,10 +117,10 @@ def test_sa_decoder_starts_from_the_encoder_state(smoke, tmp_path):
     assert from_state / count < 1.5 and from_state < 0.6 * from_zeros, (from_state / count, from_zeros / count)
 
 
-def test_init_sa_fine_tuning_starts_from_the_pretrained_backbone(smoke, tmp_path):
+def test_init_sa_fine_tuning_starts_from_the_pretrained_backbone(smoke_run, tmp_path):
     """objective=sa: the first training step of the fine-tuning starts from exactly the pretrained checkpoint's embedding
     and LSTM tensors (not from a classifier built afresh after the weights were loaded)."""
-    cfg, corpus = smoke("objective=sa", probe("FirstBatchBackbone"))
+    cfg, corpus = smoke_run("objective=sa", probe(FirstBatchBackbone))
     result = pipeline.finetune(cfg, corpus, tmp_path / "ft")  # pretrains into the cache first
     saved = torch.load(result["init_checkpoint"], weights_only=True)["state_dict"]
     saved = {k: v for k, v in saved.items() if k.startswith("net.backbone.")}
@@ -146,11 +132,11 @@ def test_init_sa_fine_tuning_starts_from_the_pretrained_backbone(smoke, tmp_path
         assert not torch.equal(start[name], tensor), name  # pretraining moved it: the check can tell
 
 
-def test_linear_gain_readout_is_what_the_classifier_trains_on(smoke, tmp_path):
+def test_linear_gain_readout_is_what_the_classifier_trains_on(smoke_run, tmp_path):
     """model.head.readout=linear_gain: each fine-tuning step's loss is nets.linear_gain_loss of the batch (the label at
     every step, weighted t/(T-1)), not the last step's cross-entropy; on a 2-layer network."""
-    cfg, corpus = smoke("objective=none", "model.backbone.num_layers=2", "model.head.readout=linear_gain", "model.head.dropout=0",
-                        "finetune.max_epochs=1", probe("StepLosses"))
+    cfg, corpus = smoke_run("objective=none", "model.backbone.num_layers=2", "model.head.readout=linear_gain", "model.head.dropout=0",
+                        "finetune.max_epochs=1", probe(StepLosses))
     assert cfg.model.backbone.dropout == cfg.model.backbone.embed_dropout == 0  # no dropout: the probe sees the step's own numbers
     pipeline.finetune(cfg, corpus, tmp_path / "ft")
     assert len(StepLosses.seen) == 3  # 40 training texts, batches of 16
@@ -160,11 +146,11 @@ def test_linear_gain_readout_is_what_the_classifier_trains_on(smoke, tmp_path):
         assert abs(trained - last) > 1e-4, (gain, last, trained)
 
 
-def test_head_lr_is_the_learning_rate_of_exactly_the_head(smoke, tmp_path):
+def test_head_lr_is_the_learning_rate_of_exactly_the_head(smoke_run, tmp_path):
     """finetune.head_lr: the optimizer the trainer steps gives the classifier head's parameters head_lr, and every
     other parameter (embedding, LSTM) finetune.lr."""
-    cfg, corpus = smoke("objective=none", "finetune.lr=3e-3", "finetune.head_lr=1e-4", "finetune.max_epochs=1",
-                        probe("OptimizerGroups"))
+    cfg, corpus = smoke_run("objective=none", "finetune.lr=3e-3", "finetune.head_lr=1e-4", "finetune.max_epochs=1",
+                        probe(OptimizerGroups))
     pipeline.finetune(cfg, corpus, tmp_path / "ft")
     ((groups, head, every),) = OptimizerGroups.seen
     params = [p for _, ps in groups for p in ps]
@@ -176,16 +162,16 @@ def test_head_lr_is_the_learning_rate_of_exactly_the_head(smoke, tmp_path):
     assert head and every - head
 
 
-def test_pretrain_grad_clip_bounds_the_gradient_norm(smoke, tmp_path):
+def test_pretrain_grad_clip_bounds_the_gradient_norm(smoke_run, tmp_path):
     """pretrain.grad_clip: every pretraining step applies gradients of total norm at most the clip (the
     pretrainer clips them itself: it optimises manually); without a clip the same steps' norms are far larger."""
     clip = 1e-3
-    cfg, corpus = smoke(f"pretrain.grad_clip={clip}", "pretrain.max_steps=4", "pretrain.val_every_n_steps=4",
-                        probe("GradNorm"))
+    cfg, corpus = smoke_run(f"pretrain.grad_clip={clip}", "pretrain.max_steps=4", "pretrain.val_every_n_steps=4",
+                        probe(GradNorm))
     make_objective("sa").pretrain(cfg, corpus, tmp_path / "clipped")
     clipped, GradNorm.seen = GradNorm.seen, []
-    cfg, corpus = smoke("pretrain.grad_clip=null", "pretrain.max_steps=4", "pretrain.val_every_n_steps=4",
-                        probe("GradNorm"))
+    cfg, corpus = smoke_run("pretrain.grad_clip=null", "pretrain.max_steps=4", "pretrain.val_every_n_steps=4",
+                        probe(GradNorm))
     make_objective("sa").pretrain(cfg, corpus, tmp_path / "free")
     assert len(clipped) == len(GradNorm.seen) == 4
     assert max(clipped) <= clip * (1 + 1e-4), clipped
@@ -296,13 +282,13 @@ def test_the_same_data_anywhere_hits_the_cache_and_changed_text_misses_it(make_c
 
 
 @pytest.mark.filterwarnings("ignore:Checkpoint directory")  # the resumed run's own folder
-def test_pipeline_loads_every_checkpoint_with_weights_only(smoke, tmp_path, monkeypatch):
+def test_pipeline_loads_every_checkpoint_with_weights_only(smoke_run, tmp_path, monkeypatch):
     """Every checkpoint a fine-tuning reads is loaded with torch.load(weights_only=True): the pretrained weights
     (transfer), last.ckpt when it resumes (Lightning's fit) and best.ckpt for the test (Lightning's test)."""
     import lightning.fabric.plugins.io.torch_io as torch_io
     import lightning.fabric.utilities.cloud_io as cloud_io
 
-    cfg, corpus = smoke("objective=sa", "finetune.max_epochs=1")
+    cfg, corpus = smoke_run("objective=sa", "finetune.max_epochs=1")
     run_dir = tmp_path / "run"
     first = pipeline.finetune(cfg, corpus, run_dir)
     (run_dir / "results.json").unlink()  # interrupted, say: resume it for one more epoch
@@ -332,9 +318,9 @@ def test_pipeline_loads_every_checkpoint_with_weights_only(smoke, tmp_path, monk
     assert all(w is True for _, w in loads), loads
 
 
-def test_embed_returns_the_top_lstm_layer_state(smoke, tmp_path):
+def test_embed_returns_the_top_lstm_layer_state(smoke_run, tmp_path):
     """inference embed: a text's row is the top LSTM layer's final (h, c), on a 2-layer network (not layer 0's)."""
-    cfg, corpus = smoke("objective=none", "model.backbone.num_layers=2", "finetune.max_epochs=1")
+    cfg, corpus = smoke_run("objective=none", "model.backbone.num_layers=2", "finetune.max_epochs=1")
     model = semiseq.load(pipeline.finetune(cfg, corpus, tmp_path / "ft")["best_checkpoint"], device="cpu")
     texts = [" ".join(corpus.vocab.decode(corpus.test[i][0])) for i in range(8)]
     embedded = torch.from_numpy(model.embed(texts))

@@ -12,7 +12,15 @@ import yaml
 from PIL import Image
 
 from semiseq import SemiseqError
-from semiseq.report import Variant, group, label_curves, main, make_run, paper_row, report
+from semiseq.report import (
+    Variant,
+    group,
+    label_curves,
+    main,
+    make_run,
+    paper_row,
+    report,
+)
 
 from .test_train import train
 
