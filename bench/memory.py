@@ -119,7 +119,8 @@ def child(variant: str, docs: int, cache: str, max_len: int, steps: int) -> dict
             return Lists(self.seqs, max_len)
 
     task = Pretrainer("sa", "semiseq.objectives.sa.SequenceAutoencoder", vocab_size=VOCAB,
-                      backbone={"embed_dim": 32, "hidden_dim": 64}, output={"softmax": "adaptive", "cutoffs": [2000, 10000]},
+                      backbone={"embed_dim": 32, "hidden_dim": 64},
+                      output={"softmax": "adaptive", "cutoffs": [2000, 10000]},
                       lr=1e-3)
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, max_epochs=-1, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

@@ -25,7 +25,8 @@ from .conftest import CONF, ROOT, make_objective
 
 WORKERS = min(4, os.cpu_count() or 1)  # subprocesses at a time
 SMOKE = ("experiment=smoke", "logger=none")
-TINY = ("logger=none", "objective=none", "model.backbone.embed_dim=8", "model.backbone.hidden_dim=16", "model.head.hidden_dim=16",
+TINY = ("logger=none", "objective=none", "model.backbone.embed_dim=8", "model.backbone.hidden_dim=16",
+        "model.head.hidden_dim=16",
         "finetune.max_epochs=1", "trainer.enable_progress_bar=false")  # data other than synthetic: no experiment=smoke
 
 CASES = {}

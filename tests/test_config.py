@@ -25,7 +25,8 @@ OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml")
 
 
 def test_every_group_has_options():
-    assert {"data", "model", "objective", "mode", "trainer", "logger", "callbacks", "paths", "experiment"} <= set(GROUPS)
+    groups = {"data", "model", "objective", "mode", "trainer", "logger", "callbacks", "paths", "experiment"}
+    assert groups <= set(GROUPS)
 
 
 def tiny_files(tmp_path: Path) -> str:
@@ -80,10 +81,12 @@ def test_option_composes_and_instantiates(make_cfg, tmp_path, group, option):
         inputs = (embedding.in_features, embedding.out_features) if corpus.input_dim else (
             embedding.num_embeddings, embedding.embedding_dim)
         assert inputs == (corpus.input_dim or len(corpus.vocab), cfg.model.backbone.embed_dim)
-        assert (lstm.input_size, lstm.hidden_size, lstm.num_layers) == (cfg.model.backbone.embed_dim, cfg.model.backbone.hidden_dim,
-                                                                         cfg.model.backbone.num_layers)
+        sizes = cfg.model.backbone
+        assert (lstm.input_size, lstm.hidden_size, lstm.num_layers) == (sizes.embed_dim, sizes.hidden_dim,
+                                                                         sizes.num_layers)
     _, hidden, _, dropout, out = classifier.net.head
-    assert (hidden.in_features, hidden.out_features, out.out_features) == (cfg.model.backbone.hidden_dim, cfg.model.head.hidden_dim,
+    assert (hidden.in_features, hidden.out_features, out.out_features) == (cfg.model.backbone.hidden_dim,
+                                                                           cfg.model.head.hidden_dim,
                                                                            corpus.num_classes)
     assert dropout.p == cfg.model.head.dropout and classifier.hparams.head["readout"] == cfg.model.head.readout
     assert (classifier.aux is not None) == (cfg.mode.name == "joint")
@@ -114,7 +117,8 @@ def test_each_paper_row_is_an_experiment_with_its_variant(make_cfg, table):
         assert (cfg.objective.name, cfg.model.head.readout, cfg.mode.name) == (objective, readout, mode), row
         if objective != "none":  # the row's `mode=pretrain` pretrains the row's objective
             assert make_cfg(f"experiment={row}", "mode=pretrain").objective.name == objective, row
-        assert cfg.model.backbone.hidden_dim >= 1024 and cfg.model.head.hidden_dim == 512 and cfg.name.startswith(table), row
+        assert cfg.model.backbone.hidden_dim >= 1024 and cfg.model.head.hidden_dim == 512, row
+        assert cfg.name.startswith(table), row
         assert cfg.model.backbone.num_layers == (3 if "sa3" in row else 1)
         assert (cfg.data.get("unlabeled") == "imdb") == row.endswith("_imdb")
 
@@ -148,7 +152,8 @@ def test_wandb_runs_offline_with_group_job_type_tags_and_the_resolved_config(mak
         assert logger.experiment.settings.mode == "offline"
         assert (logger.experiment.group, logger.experiment.job_type) == ("ablation", "finetune")
         assert {"synthetic", "init:sa", "lstm:1x16"} <= set(logger.experiment.tags)
-        assert logger.experiment.config["model"]["backbone"]["hidden_dim"] == 16 and logger.experiment.config["name"] == "ablation"
+        config = logger.experiment.config
+        assert config["model"]["backbone"]["hidden_dim"] == 16 and config["name"] == "ablation"
     finally:
         tracking.finish_loggers([logger])
     assert list(tmp_path.glob("wandb/offline-run-*"))

@@ -92,7 +92,8 @@ def test_an_impossible_budget_is_one_clear_line(smoke_run, override, message):
 def test_discriminative_rates_give_each_layer_group_its_rate(smoke_run, tmp_path):
     """finetune.lr_decay: the head learns at head_lr, the top LSTM layer at lr, each group below lr_decay times
     slower (2 layers: lstm1, lstm0, embedding); every parameter is in exactly one group."""
-    cfg, corpus = smoke_run("objective=none", "model.backbone.num_layers=2", "finetune.lr=1e-2", "finetune.head_lr=1e-3",
+    cfg, corpus = smoke_run("objective=none", "model.backbone.num_layers=2", "finetune.lr=1e-2",
+                            "finetune.head_lr=1e-3",
                         "finetune.lr_decay=2", "finetune.max_epochs=1", probe(Steps))
     pipeline.finetune(cfg, corpus, tmp_path / "ft")
     _, rates, _ = Steps.seen[0]

@@ -118,8 +118,8 @@ def test_sa_decoder_starts_from_the_encoder_state(smoke_run, tmp_path):
 
 
 def test_init_sa_fine_tuning_starts_from_the_pretrained_backbone(smoke_run, tmp_path):
-    """objective=sa: the first training step of the fine-tuning starts from exactly the pretrained checkpoint's embedding
-    and LSTM tensors (not from a classifier built afresh after the weights were loaded)."""
+    """objective=sa: the first training step of the fine-tuning starts from exactly the pretrained checkpoint's
+    embedding and LSTM tensors (not from a classifier built afresh after the weights were loaded)."""
     cfg, corpus = smoke_run("objective=sa", probe(FirstBatchBackbone))
     result = pipeline.finetune(cfg, corpus, tmp_path / "ft")  # pretrains into the cache first
     saved = torch.load(result["init_checkpoint"], weights_only=True)["state_dict"]
@@ -135,9 +135,10 @@ def test_init_sa_fine_tuning_starts_from_the_pretrained_backbone(smoke_run, tmp_
 def test_linear_gain_readout_is_what_the_classifier_trains_on(smoke_run, tmp_path):
     """model.head.readout=linear_gain: each fine-tuning step's loss is nets.linear_gain_loss of the batch (the label at
     every step, weighted t/(T-1)), not the last step's cross-entropy; on a 2-layer network."""
-    cfg, corpus = smoke_run("objective=none", "model.backbone.num_layers=2", "model.head.readout=linear_gain", "model.head.dropout=0",
-                        "finetune.max_epochs=1", probe(StepLosses))
-    assert cfg.model.backbone.dropout == cfg.model.backbone.embed_dropout == 0  # no dropout: the probe sees the step's own numbers
+    cfg, corpus = smoke_run("objective=none", "model.backbone.num_layers=2", "model.head.readout=linear_gain",
+                            "model.head.dropout=0", "finetune.max_epochs=1", probe(StepLosses))
+    # no dropout: the probe sees the step's own numbers
+    assert cfg.model.backbone.dropout == cfg.model.backbone.embed_dropout == 0
     pipeline.finetune(cfg, corpus, tmp_path / "ft")
     assert len(StepLosses.seen) == 3  # 40 training texts, batches of 16
     for gain, last, trained in StepLosses.seen:
@@ -146,11 +147,12 @@ def test_linear_gain_readout_is_what_the_classifier_trains_on(smoke_run, tmp_pat
         assert abs(trained - last) > 1e-4, (gain, last, trained)
 
 
-def test_head_lr_is_the_learning_rate_of_exactly_the_head(smoke_run, tmp_path):
+@pytest.mark.parametrize("mode", ["objective=none", "mode=joint"])
+def test_head_lr_is_the_learning_rate_of_exactly_the_head(smoke_run, tmp_path, mode):
     """finetune.head_lr: the optimizer the trainer steps gives the classifier head's parameters head_lr, and every
-    other parameter (embedding, LSTM) finetune.lr."""
-    cfg, corpus = smoke_run("objective=none", "finetune.lr=3e-3", "finetune.head_lr=1e-4", "finetune.max_epochs=1",
-                        probe(OptimizerGroups))
+    other parameter (embedding, LSTM; joint training's output layer) finetune.lr."""
+    cfg, corpus = smoke_run(mode, "finetune.lr=3e-3", "finetune.head_lr=1e-4", "finetune.max_epochs=1",
+                            probe(OptimizerGroups))
     pipeline.finetune(cfg, corpus, tmp_path / "ft")
     ((groups, head, every),) = OptimizerGroups.seen
     params = [p for _, ps in groups for p in ps]

@@ -139,7 +139,8 @@ def test_finetune_from_random_and_from_checkpoint(smoke, sa_checkpoint, tmp_path
 def test_cifar_rows_pretrain_with_l2_then_finetune(make_cfg, tmp_path, objective):
     root = test_data_cifar.write_files(tmp_path / "cifar")
     cfg = make_cfg("data=cifar10_rows", f"data.root={root}", f"objective={objective}", "model.backbone.embed_dim=8",
-                   "model.backbone.hidden_dim=16", "model.head.hidden_dim=16", "logger=none", "callbacks=none", "pretrain.lr=1e-2",
+                   "model.backbone.hidden_dim=16", "model.head.hidden_dim=16", "logger=none", "callbacks=none",
+                   "pretrain.lr=1e-2",
                    "pretrain.max_steps=30", "pretrain.val_every_n_steps=30", "pretrain.batch_size=4",
                    "finetune.max_epochs=2", "finetune.batch_size=4", "trainer.enable_progress_bar=false")
     corpus = pipeline.build_corpus(cfg)
@@ -163,7 +164,8 @@ def test_an_image_checkpoint_refuses_text_clearly(make_cfg, tmp_path):
     from semiseq import SemiseqError, inference
 
     root = test_data_cifar.write_files(tmp_path / "cifar")
-    cfg = make_cfg("data=cifar10_rows", f"data.root={root}", "objective=none", "model.backbone.embed_dim=8", "model.backbone.hidden_dim=16",
+    cfg = make_cfg("data=cifar10_rows", f"data.root={root}", "objective=none", "model.backbone.embed_dim=8",
+                   "model.backbone.hidden_dim=16",
                    "model.head.hidden_dim=16", "logger=none", "callbacks=none", "finetune.max_epochs=1",
                    "trainer.enable_progress_bar=false")
     r = pipeline.finetune(cfg, pipeline.build_corpus(cfg), tmp_path / "ft")

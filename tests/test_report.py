@@ -159,7 +159,8 @@ class FakeApi:
 
     def runs(self, path, filters):
         self.calls.append((path, filters))
-        nested = {"data": {"name": "imdb", "unlabeled": None}, "objective": {"name": "sa"}, "mode": {"name": "finetune"},
+        nested = {"data": {"name": "imdb", "unlabeled": None}, "objective": {"name": "sa"},
+                  "mode": {"name": "finetune"},
                   "model": {"backbone": {"num_layers": 1, "hidden_dim": 1024}}}
         flat = {"data.name": "imdb", "objective.name": "sa", "model.backbone.num_layers": 1,
                 "model.backbone.hidden_dim": 1024}

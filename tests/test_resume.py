@@ -217,7 +217,8 @@ def test_resume_true_takes_the_latest_unfinished_run_started_with_this_config(ma
     lm = run_folder("2026-01-01_00-00-02_000000", "objective=lm")
     assert resume.resume_dir(make_cfg("experiment=smoke", "resume=true")) == sa
     assert resume.resume_dir(make_cfg("experiment=smoke", "objective=lm", "resume=true")) == lm
-    with pytest.raises(SemiseqError, match=re.escape(f"the latest, {lm}, differs in objective._target_=None, objective.name=none: resume it "
+    with pytest.raises(SemiseqError, match=re.escape(f"the latest, {lm}, differs in objective._target_=None, "
+                                                     f"objective.name=none: resume it "
                                                      f"with resume={lm}")):
         resume.resume_dir(make_cfg("experiment=smoke", "objective=none", "resume=true"))
     with pytest.raises(SemiseqError, match="that run has finished"):

@@ -49,7 +49,8 @@ def test_word2vec_init_copies_its_vectors_into_the_embedding_only(smoke, tmp_pat
     weight = ckpt["state_dict"]["net.backbone.embedding.weight"]
     assert ckpt["semiseq"]["kind"] == "word2vec" and weight.shape == (len(corpus.vocab), cfg.model.backbone.embed_dim)
     assert weight[0].abs().sum() == 0  # PAD
-    again = word2vec.embeddings(corpus, cfg.model.backbone.embed_dim, epochs=cfg.objective.epochs, seed=cfg.pretrain.seed)
+    again = word2vec.embeddings(corpus, cfg.model.backbone.embed_dim, epochs=cfg.objective.epochs,
+                                seed=cfg.pretrain.seed)
     assert torch.equal(weight, again)  # one worker + a seed: reproducible
     task = pipeline.build_classifier(cfg, corpus)
     lstm_before = task.net.backbone.lstm.weight_hh_l0.clone()

@@ -61,7 +61,8 @@ def build_classifier(cfg: DictConfig, corpus: Corpus) -> ClassifierTask:
                           lr=cfg.finetune.lr, head_lr=cfg.finetune.head_lr, weight_decay=cfg.finetune.weight_decay,
                           lr_decay=cfg.finetune.lr_decay, schedule=cfg.finetune.schedule,
                           warmup_fraction=cfg.finetune.warmup_fraction,
-                          gradual_unfreezing=cfg.finetune.gradual_unfreezing, joint=joint, **network_hparams(cfg, corpus))
+                          gradual_unfreezing=cfg.finetune.gradual_unfreezing, joint=joint,
+                          **network_hparams(cfg, corpus))
 
 
 def check_launch(cfg: DictConfig) -> None:
@@ -138,7 +139,8 @@ def finetune(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> dict:
     task = build_classifier(cfg, corpus)
     loaded = load_backbone(task, source, corpus.vocab.itos, corpus.name, objective) if source else 0
     readout = cfg.model.head.readout
-    tags = [corpus.name, f"init:{init}", f"readout:{readout}", *([f"joint:{objective.name}"] if mode == "joint" else [])]
+    joint = [f"joint:{objective.name}"] if mode == "joint" else []
+    tags = [corpus.name, f"init:{init}", f"readout:{readout}", *joint]
     loggers = tracking.make_loggers(cfg, run_dir, mode, tags)
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max")
     last = LastCheckpoint(run_dir / "checkpoints", cfg.checkpoints.finetune_every_n_steps, every_epoch=True)
@@ -164,7 +166,8 @@ def finetune(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> dict:
     if trainer.is_global_zero:
         write_json(run_dir / "results.json", results)
     tracking.summarize(loggers, {"test/error": results["test/error"], "val/acc_best": results["val/acc_best"]})
-    tracking.log_artifact(loggers, Path(best.best_model_path), f"classifier-{cfg.name}-{run_dir.name}", "model", results)
+    tracking.log_artifact(loggers, Path(best.best_model_path), f"classifier-{cfg.name}-{run_dir.name}", "model",
+                          results)
     tracking.finish_loggers(loggers)
     return results
 

@@ -187,7 +187,8 @@ def markdown(finetune: dict, pretrain: dict, header: str) -> str:
             errors, seeds = [r["error"] for r in rs], sorted({str(r["seed"]) for r in rs if r["seed"] is not None})
             std = statistics.stdev(errors) if len(errors) > 1 else 0.0
             paper = paper_row(v)
-            lines.append(f"| {' | '.join(x or '—' for x in v[:-1])} | {v.labels or 'all'} | {len(rs)} | {','.join(seeds) or '—'} | "
+            lines.append(f"| {' | '.join(x or '—' for x in v[:-1])} | {v.labels or 'all'} | {len(rs)} | "
+                         f"{','.join(seeds) or '—'} | "
                          f"{statistics.mean(errors):.2f} ± {std:.2f} | {min(errors):.2f} | {max(errors):.2f} | "
                          f"{_mean(rs, 'wall_s', '{:.1f}')} | "
                          f"{f'{paper[1]:.2f} ({paper[0]})' if paper else '—'} |")

@@ -133,7 +133,7 @@ class LastCheckpoint(Checkpoint):
             trainer.datamodule.position = self._position
 
     def _position(self, epoch: int) -> tuple[int, int]:
-        """The epoch whose order a training pass takes as the trainer starts ``epoch``, and the batches of it to skip."""
+        """The epoch whose order a training pass takes as the trainer starts ``epoch``, and its batches to skip."""
         at = self._resumed and self._resumed["data"]
         if not at or epoch != at["epoch"]:
             return epoch, 0

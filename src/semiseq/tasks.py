@@ -139,14 +139,11 @@ class ClassifierTask(_Task):
         return self.net(tokens, lengths)
 
     def layer_groups(self) -> list[list[torch.nn.Parameter]]:
-        """The parameters by layer, top down: the head, each LSTM layer from the top, the embedding (a joint
-        objective's output layer joins the head)."""
+        """The classifier's parameters by layer, top down: the head, each LSTM layer from the top, the embedding."""
         backbone = self.net.backbone
         lstm = [[p for n, p in backbone.lstm.named_parameters() if n.endswith(f"_l{k}")]
                 for k in reversed(range(backbone.lstm.num_layers))]
-        top = [*self.net.head.parameters(), *([p for n, p in self.aux.named_parameters()
-                                               if not n.startswith("backbone.")] if self.aux else [])]
-        return [top, *lstm, list(backbone.embedding.parameters())]
+        return [list(self.net.head.parameters()), *lstm, list(backbone.embedding.parameters())]
 
     def configure_optimizers(self):
         # A head that learns slower than the backbone cannot just memorise a few labels from whatever features it
@@ -154,10 +151,13 @@ class ClassifierTask(_Task):
         # rates) each group below the top LSTM layer learns lr_decay times slower than the one above it.
         hp = self.hparams
         head, *layers = self.layer_groups()
+        names = [*(f"lstm{i}" for i in reversed(range(len(layers) - 1))), "embedding"]
         groups = [{"params": head, "lr": hp.head_lr or hp.lr, "name": "head"}]
         groups += [{"params": params, "lr": hp.lr / (hp.lr_decay or 1.0) ** k, "name": name}
-                   for k, (params, name) in enumerate(zip(layers, [*(f"lstm{i}" for i in reversed(
-                       range(len(layers) - 1))), "embedding"]))]
+                   for k, (params, name) in enumerate(zip(layers, names))]
+        if self.aux:  # joint training's output layer (its backbone is the classifier's)
+            groups.append({"params": [p for n, p in self.aux.named_parameters() if not n.startswith("backbone.")],
+                           "lr": hp.lr, "name": "output"})
         optimizer = torch.optim.Adam(groups, lr=hp.lr, weight_decay=hp.weight_decay)
         if hp.schedule == "constant":
             return optimizer
@@ -188,8 +188,8 @@ class ClassifierTask(_Task):
             (aux_loss,) = self.aux.window_losses(text, text_lengths, text.size(1) + 1)
             aux_loss = aux_loss / self.aux.num_targets(text_lengths)
             if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:  # the steps the logger writes
-                self.log_dict({"train/classifier_loss": loss, f"train/{self.hparams.joint['objective']}_loss": aux_loss},
-                              sync_dist=True)
+                self.log_dict({"train/classifier_loss": loss,
+                               f"train/{self.hparams.joint['objective']}_loss": aux_loss}, sync_dist=True)
             loss = loss + self.hparams.joint["weight"] * aux_loss
         return loss
 

@@ -34,7 +34,7 @@ VERSION = 3
 
 
 class Objective:
-    """A way to pretrain the backbone; ``name`` and the settings are its yaml's keys (``conf/objective/<name>.yaml``)."""
+    """A way to pretrain the backbone; ``name`` and the settings are the keys of ``conf/objective/<name>.yaml``."""
 
     description: ClassVar[str]  # what its checkpoints hold, for messages
 
