@@ -1,5 +1,6 @@
 """Every YAML under conf/ composes and builds what it describes; every sweep composes too."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,23 @@ def test_wandb_runs_offline_with_group_job_type_tags_and_the_resolved_config(mak
     finally:
         tracking.finish_loggers([logger])
     assert list(tmp_path.glob("wandb/offline-run-*"))
+
+
+NG_ROWS = sorted(p.stem for p in (CONF / "experiment").glob("newsgroups20_cpu_*.yaml"))
+
+
+@pytest.mark.parametrize("row", NG_ROWS)
+def test_newsgroups20_cpu_recipes_run_end_to_end_on_bydate_files(make_cfg, tmp_path, row):
+    """The 20 Newsgroups CPU rows (their results are measured on the real posts, not here): each pretrains what its
+    name says and fine-tunes, on posts in the bydate layout, at tiny sizes."""
+    root = test_data_newsgroups.write_bydate(tmp_path / "ng")
+    cfg = make_cfg(f"experiment={row}", f"data.root={root}", f"paths.data_dir={tmp_path}/downloads", "logger=none",
+                   "callbacks=none", "model.backbone.embed_dim=8", "model.backbone.hidden_dim=16",
+                   "model.head.hidden_dim=16", "pretrain.max_steps=2", "pretrain.val_every_n_steps=2",
+                   "pretrain.batch_size=2", "finetune.max_epochs=1", "finetune.batch_size=2",
+                   "trainer.enable_progress_bar=false")
+    assert len(NG_ROWS) == 4 and cfg.data.name == "newsgroups20" and cfg.data.max_len == 400
+    pipeline.run(cfg)
+    result = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
+    assert result["init"] == {"lstm": "random"}.get(row.rsplit("_", 1)[1], row.rsplit("_", 1)[1])
+    assert result["tensors_loaded"] == {"random": 0, "word2vec": 1}.get(result["init"], 5)
