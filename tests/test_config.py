@@ -126,7 +126,7 @@ def test_wandb_sweep_parses_and_its_overrides_compose(make_cfg, path: Path):
     assert sweep["program"] == "train.py" and "${args_no_hyphens}" in sweep["command"]
     fixed = [a for a in sweep["command"] if "=" in a]
     for key, spec in sweep["parameters"].items():
-        for value in spec.get("values", [spec.get("value")]):
+        for value in spec.get("values") or [spec[k] for k in ("value", "min", "max") if k in spec]:  # a range: its ends
             make_cfg(*fixed, f"{key}={value}")
 
 

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import ClassVar
 
 import lightning as L
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 from semiseq import SemiseqError, cache, tracking
 from semiseq.atomic import write_json
+from semiseq.config import plain
 from semiseq.data import Corpus
 from semiseq.stage import build_datamodule, build_trainer, early_stopping, resume_callbacks
 from semiseq.resume import resume_checkpoint
@@ -58,10 +59,9 @@ class NetworkObjective(Objective):
     network: ClassVar[type[nn.Module]]
 
     def key(self, cfg: DictConfig, corpus: Corpus, processes: int = 1) -> dict:
-        section = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
         return {**super().key(cfg, corpus, processes), "max_len": cfg.data.max_len, "bucket": cfg.data.bucket,
-                "backbone": section(cfg.model.backbone), "output": section(cfg.model.output),
-                "pretrain": section(cfg.pretrain)}
+                "backbone": plain(cfg.model.backbone), "output": plain(cfg.model.output),
+                "pretrain": plain(cfg.pretrain)}
 
     @property
     def network_path(self) -> str:
@@ -70,9 +70,8 @@ class NetworkObjective(Objective):
     def task(self, cfg: DictConfig, corpus: Corpus) -> Pretrainer:
         """The LightningModule that pretrains ``network`` with ``cfg.pretrain``'s recipe."""
         return Pretrainer(self.name, self.network_path, **network_hparams(cfg, corpus),
-                          output=OmegaConf.to_container(cfg.model.output, resolve=True), lr=cfg.pretrain.lr,
-                          weight_decay=cfg.pretrain.weight_decay, grad_clip=cfg.pretrain.grad_clip,
-                          tbptt_steps=cfg.pretrain.tbptt_steps)
+                          output=plain(cfg.model.output), lr=cfg.pretrain.lr, weight_decay=cfg.pretrain.weight_decay,
+                          grad_clip=cfg.pretrain.grad_clip, tbptt_steps=cfg.pretrain.tbptt_steps)
 
     def pretrain(self, cfg: DictConfig, corpus: Corpus, run_dir: Path, one_device: bool = False) -> Path:
         """Pretrain with ``cfg.pretrain``'s recipe; when the run resumes, continue from
@@ -118,8 +117,8 @@ class NetworkObjective(Objective):
 
 def network_hparams(cfg: DictConfig, corpus: Corpus) -> dict:
     """What every task's network is built from: the backbone's settings and the corpus' sizes and metadata."""
-    return dict(backbone=OmegaConf.to_container(cfg.model.backbone, resolve=True), vocab_size=len(corpus.vocab),
-                input_dim=corpus.input_dim, meta=dict(corpus.meta(), max_len=cfg.data.max_len))
+    return dict(backbone=plain(cfg.model.backbone), vocab_size=len(corpus.vocab), input_dim=corpus.input_dim,
+                meta=dict(corpus.meta(), max_len=cfg.data.max_len))
 
 
 def build(node: DictConfig) -> Objective | None:
