@@ -18,9 +18,6 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from semiseq.nets import Backbone, Classifier, last_step, linear_gain_loss
 
-READOUTS = ("last", "linear_gain")
-
-
 def token_network(network: str, backbone: Backbone, output: dict):
     """A pretraining objective's network (its class' import path, so that hparams stay primitive) on ``backbone``,
     with ``model.output``'s softmax and the backbone's output dropout."""
@@ -111,8 +108,6 @@ class ClassifierTask(_Task):
                  head_lr: float | None = None, weight_decay: float = 0.0, input_dim: int | None = None,
                  joint: dict | None = None, meta: dict | None = None):
         super().__init__(meta)
-        if head["readout"] not in READOUTS:
-            raise ValueError(f"unknown model.head.readout={head['readout']!r}; choose one of {list(READOUTS)}")
         self.save_hyperparameters(ignore=["meta"])
         net = Backbone(vocab_size, input_dim=input_dim, **backbone)
         self.net = Classifier(net, num_classes, head["hidden_dim"], head["dropout"])
