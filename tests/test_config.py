@@ -6,6 +6,7 @@ import pytest
 import torch
 import yaml
 from hydra.utils import get_class
+from omegaconf import OmegaConf
 
 from semiseq import pipeline, stage, tracking
 from semiseq.objectives import NetworkObjective
@@ -145,3 +146,38 @@ def test_wandb_runs_offline_with_group_job_type_tags_and_the_resolved_config(mak
     finally:
         tracking.finish_loggers([logger])
     assert list(tmp_path.glob("wandb/offline-run-*"))
+
+
+def test_the_schemas_change_no_pretrained_weights_cache_key(make_cfg):
+    """Typing the config (float fields, Enum choices: semiseq.config) leaves the cache key of every shipped config as
+    its yaml alone gives it, so the weights cached before the schemas are found again; the same for the hparams the
+    classifier is built from, which must stay primitives (checkpoints load with weights_only=True)."""
+    from hydra.core.config_store import ConfigStore
+
+    from semiseq import config
+
+    class Corpus:
+        fingerprint = staticmethod(lambda: "the corpus")
+
+    rows = [[], ["model=paper_lstm"], ["mode=joint"], *([f"experiment={p.stem}"] for p in
+                                                        sorted((CONF / "experiment").glob("*.yaml")))]
+
+    def keys() -> list[str]:
+        cfgs = [make_cfg(*row) for row in rows]
+        return [repr([make_objective(name).key(cfg, Corpus()) for name in ("sa", "lm")] + [config.plain(cfg.model.head)])
+                for cfg in cfgs]  # repr: a 1.0 for a 1, or an Enum for its string, would show
+
+    typed = keys()
+    store = ConfigStore.instance()
+    try:
+        store.store(name="train_schema", node={})
+        store.store(group="schema/mode", name="joint", node={})
+        assert OmegaConf.get_type(make_cfg()) is dict  # composed from the yaml alone
+        untyped = keys()
+    finally:
+        store.store(name="train_schema", node=config.Train)
+        store.store(group="schema/mode", name="joint", node=config.JointMode)
+    assert OmegaConf.get_type(make_cfg()) is config.Train
+    assert any("'softmax': 'adaptive'" in k for k in untyped) and any("'readout': 'linear_gain'" in k for k in untyped)
+    for row, now, before in zip(rows, typed, untyped):
+        assert now == before, row
