@@ -47,7 +47,7 @@ def config_error(e: Exception) -> str:
     known = {f.name: f for f in fields(schema)} if is_dataclass(schema) else {}
     where = f" (in {m[1]})" if (m := re.match(r"In '(.+?)': \w+ raised", text)) else ""  # set by a yaml file
     if m := re.search(r"Could not find '(.+)/([^/']+)'", text):  # an option of a group
-        group, options = m[1], re.findall(r"^\t(\S+)$", text, re.M)
+        group, options = m[1], re.findall(r"^\t(\S+)$", text, re.MULTILINE)
         return f"{group}={m[2]} is not an option; choose {group}= one of {', '.join(options)}" + _close(
             m[2], options, f"{group}=")
     if m := re.search(r"Invalid value '(.*)', expected one of \[(.*)\]", text):  # a choice: an Enum's

@@ -7,7 +7,7 @@ free-form (:func:`free`)."""
 import math
 from dataclasses import field, fields, is_dataclass, make_dataclass
 from enum import StrEnum
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -20,11 +20,9 @@ ModeName = StrEnum("ModeName", ["pretrain", "finetune", "joint"])
 Action = StrEnum("Action", ["test", "predict", "embed"])
 
 
-def _kind(kind: type, meaning: str, ok):
-    def declare(example, null: bool = False):  # null: None passes too
-        return Optional[kind] if null else kind, field(default=MISSING, metadata=dict(
-            meaning=meaning + (" or null" if null else ""), ok=ok, example=example, null=null))
-    return declare
+def _kind(kind: type, meaning: str, ok):  # count(example, null=False), ...: the (type, field) schema() takes
+    return lambda example, null=False: (kind | None if null else kind, field(default=MISSING, metadata=dict(
+        meaning=meaning + " or null" * null, ok=ok, example=example, null=null)))
 
 
 count = _kind(int, "a positive integer", lambda v: isinstance(v, int) and v > 0)
@@ -57,21 +55,21 @@ JointMode = schema("JointMode", Mode, weight=nonnegative(1.0), text_batch_size=c
 Pretrain = schema("Pretrain", max_steps=count(600), batch_size=count(64), lr=positive(3e-3),
                   weight_decay=nonnegative(0.0), grad_clip=nonnegative(5.0, null=True),
                   tbptt_steps=count(400, null=True), val_every_n_steps=count(200),
-                  early_stopping_patience=Optional[int], seed=seed(0))
+                  early_stopping_patience=int | None, seed=seed(0))
 Finetune = schema("Finetune", max_epochs=count(20), batch_size=count(20), lr=positive(3e-3),
                   head_lr=positive(1e-4, null=True), weight_decay=nonnegative(0.0),
-                  grad_clip=nonnegative(5.0, null=True), early_stopping_patience=Optional[int])
+                  grad_clip=nonnegative(5.0, null=True), early_stopping_patience=int | None)
 # what conf/train.yaml and conf/eval.yaml share: the run's name and threads, and the sections both read
 Run = schema("Run", name=str, threads=count(1, null=True),
              data=free(max_len=count(400, null=True), eval_batch_size=count(256),
                        corpus=free(val_fraction=fraction(0.15), seed=seed(0))),
              trainer=free(log_every_n_steps=count(10)), logger=free(), paths=free())
-Init = schema("Init", checkpoint=Optional[str])
-Checkpoints = schema("Checkpoints", pretrain_every_n_steps=Optional[int], finetune_every_n_steps=Optional[int])
+Init = schema("Init", checkpoint=str | None)
+Checkpoints = schema("Checkpoints", pretrain_every_n_steps=int | None, finetune_every_n_steps=int | None)
 Train = schema("Train", Run, seed=seed(0), resume=Any, init=Init, checkpoints=Checkpoints, pretrain=Pretrain,  # resume:
                finetune=Finetune, model=Model, mode=Mode, objective=free(), callbacks=free())  # true, or a run's folder
-Eval = schema("Eval", Run, action=Action, ckpt_path=Optional[str], input=Optional[str], text_column=str,
-              encoding=str, output=Optional[str], batch_size=count(256), device=Optional[str],
+Eval = schema("Eval", Run, action=Action, ckpt_path=str | None, input=str | None, text_column=str,
+              encoding=str, output=str | None, batch_size=count(256), device=str | None,
               model=free(), pretrain=free(), finetune=free())  # what an experiment= may set, unread (model: the ckpt's)
 ConfigStore.instance().store(name="train_schema", node=Train)
 ConfigStore.instance().store(name="eval_schema", node=Eval)
