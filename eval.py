@@ -12,6 +12,8 @@ from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
 import hydra  # noqa: E402
+
+import semiseq.config  # noqa: E402,F401  (stores the schemas conf/ extends, before Hydra composes)
 from omegaconf import DictConfig, open_dict  # noqa: E402
 
 if TYPE_CHECKING:
@@ -20,7 +22,6 @@ if TYPE_CHECKING:
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning 2.6 on torch 2.13, harmless
 
 log = logging.getLogger("eval")
-ACTIONS = ("test", "predict", "embed")
 
 
 def run_test(cfg: DictConfig, model: "Model", run_dir: Path) -> None:
@@ -57,8 +58,6 @@ def run(cfg: DictConfig) -> None:
     """Check the arguments, load the checkpoint and run ``cfg.action``."""
     from semiseq import SemiseqError
 
-    if cfg.action not in ACTIONS:
-        raise SemiseqError(f"unknown action={cfg.action!r}; choose one of {', '.join(ACTIONS)}")
     if not cfg.ckpt_path:
         raise SemiseqError("no checkpoint given; pass ckpt_path=PATH (results.json's best_checkpoint for a "
                            "classifier, or checkpoints/pretrained.ckpt of a pretraining run)")
@@ -94,7 +93,7 @@ def main(cfg: DictConfig) -> None:
     from semiseq import SemiseqError, cli
 
     try:
-        cli.check(cfg, cli.EVAL_VALUES)
+        cli.check(cfg)
         run(cfg)
     except SemiseqError as e:  # bad input: one clear line, no stack trace
         cli.fail(e)

@@ -8,6 +8,8 @@ import logging  # noqa: E402
 import warnings  # noqa: E402
 
 import hydra  # noqa: E402
+
+import semiseq.config  # noqa: E402,F401  (stores the schemas conf/ extends, before Hydra composes)
 from omegaconf import DictConfig  # noqa: E402
 
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning 2.6 on torch 2.13, harmless

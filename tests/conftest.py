@@ -10,6 +10,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
+import semiseq.config  # noqa: E402,F401  (stores the schemas conf/ extends)
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 

@@ -86,6 +86,13 @@ def seed_not_an_integer(tmp, ckpt):
 
 
 @case
+def not_a_choice(tmp, ckpt):
+    return "train.py", [*SMOKE, "model.head.readout=lats"], [
+        "model.head.readout='lats' is not an option; choose one of last, linear_gain",
+        "(did you mean model.head.readout=last?)"]
+
+
+@case
 def required_value_missing(tmp, ckpt):
     return "train.py", ["data=files", *TINY], ["data.train has no value", "required by data=files",
                                                "pass data.train=..."]
@@ -96,6 +103,31 @@ def setting_of_other_data(tmp, ckpt):
     train = write(tmp / "train.csv", "text,label\ngood,pos\nbad,neg\n")
     return "train.py", [*SMOKE, "data=files", f"data.train={train}"], [
         "data.corpus.num_topics is not a setting of data=files", "remove it"]
+
+
+@case
+def setting_of_another_objective(tmp, ckpt):
+    return "train.py", [*SMOKE, "+objective.window=3"], [
+        "objective.window is not a setting of objective=sa (semiseq.objectives.sa.SA takes name, embeddings)",
+        "written for another objective= option"]
+
+
+@case
+def unknown_embeddings(tmp, ckpt):
+    return "train.py", [*SMOKE, "objective.embeddings=glove"], [
+        "objective.embeddings='glove' is not an option; choose word2vec or null"]
+
+
+@case
+def pretraining_nothing(tmp, ckpt):
+    return "train.py", [*SMOKE, "mode=pretrain", "objective=none"], [
+        "mode=pretrain with objective=none has nothing to pretrain; pass objective=sa, lm or word2vec"]
+
+
+@case
+def joint_without_a_network(tmp, ckpt):
+    return "train.py", [*SMOKE, "mode=joint", "objective=word2vec"], [
+        "mode=joint adds a network objective's loss", "objective=word2vec has none; pass objective=sa or lm"]
 
 
 # --- data files ---------------------------------------------------------------------------------------------------
@@ -426,19 +458,71 @@ def test_checkpoints_of_another_kind_or_no_checkpoint_at_all(ckpt, make_cfg, tmp
         load(tmp_path)
 
 
-def test_seeds_must_be_integers(make_cfg):
-    """Every seed the config passes on (fine-tuning, pretraining, the data's), refused before int() or numpy sees it."""
+def test_the_schemas_refuse_a_choice_type_or_key_they_lack_in_one_line(make_cfg, tmp_path):
+    """Hydra refuses while composing what semiseq.config's schemas do not allow, and cli.config_error makes one line of
+    Hydra's text: the key, the value, the choices (an Enum's) or the keys of the schema, the field's range, and the
+    file that set it when a yaml did; only mode=joint's schema has mode.weight."""
+    from hydra.errors import ConfigCompositionException
+
     from semiseq import cli
 
-    cli.check(make_cfg("seed=4294967295", "pretrain.seed=0"))
+    def refusal(*overrides, name="train"):
+        with pytest.raises(ConfigCompositionException) as e:
+            with initialize_config_dir(config_dir=str(CONF), version_base=None):
+                compose(name, overrides=[f"hydra.searchpath=[file://{tmp_path}]", *overrides])
+        return cli.config_error(e.value)
+
+    assert refusal("model.output.softmax=adaptiv") == ("model.output.softmax='adaptiv' is not an option; choose one of "
+                                                       "full, adaptive (did you mean model.output.softmax=adaptive?)")
+    assert refusal("action=tset", name="eval") == ("action='tset' is not an option; choose one of test, predict, embed "
+                                                   "(did you mean action=test?)")
+    assert refusal("mode=joint", "mode.weight=x") == "mode.weight='x' is not a number >= 0; pass e.g. mode.weight=1.0"
+    assert refusal("mode.weight=1") == ("mode.weight is not a config key; mode has name; to add a new key anyway, "
+                                        "write +mode.weight=1")
+    assert refusal("pretrain.early_stopping_patience=x") == (  # a type, no range: Hydra's words
+        "Error merging override pretrain.early_stopping_patience=x: Value 'x' of type 'str' could not be converted to "
+        "Integer")
+    write(tmp_path / "experiment" / "mine.yaml", "# @package _global_\nfinetune: {max_epoch: 3}\n")
+    assert refusal("experiment=mine").startswith("finetune.max_epoch is not a config key; finetune has max_epochs, ")
+    assert refusal("experiment=mine").endswith("(did you mean finetune.max_epochs?) (in experiment/mine)")
+    for overrides, message in [(["mode=joint", "mode.weight=-1"], "mode.weight=-1 is not a number >= 0; pass e.g. "
+                                                                   "mode.weight=1.0"),  # -1 as typed, not -1.0
+                               (["pretrain.lr=-1"],
+                                "pretrain.lr=-1 is not a positive number; pass e.g. pretrain.lr=0.003"),
+                               (["model.head.dropout=1"], "model.head.dropout=1 is not a number in [0, 1); pass e.g. "
+                                                          "model.head.dropout=0.5"),
+                               (["pretrain.tbptt_steps=0"], "pretrain.tbptt_steps=0 is not a positive integer or null; "
+                                                            "pass e.g. pretrain.tbptt_steps=400")]:
+        with pytest.raises(SemiseqError) as e:
+            cli.check(make_cfg(*overrides))
+        assert str(e.value) == message
+    cli.check(make_cfg("mode=joint", "mode.text_batch_size=null", "pretrain.tbptt_steps=null", "finetune.head_lr=null"))
+
+
+def test_seeds_must_be_integers(make_cfg):
+    """Every seed the config passes on (fine-tuning, pretraining, the data's), refused before int() or numpy sees it:
+    by the schema while composing (not an integer: the line train.py prints for it) or by cli.check (out of range, or
+    the free-form data.corpus.seed)."""
+    from hydra.errors import ConfigCompositionException
+
+    from semiseq import cli
+
+    def check(compose_cfg):
+        try:
+            cfg = compose_cfg()
+        except ConfigCompositionException as e:
+            raise SemiseqError(cli.config_error(e)) from e
+        cli.check(cfg)
+
+    check(lambda: make_cfg("seed=4294967295", "pretrain.seed=0"))
     for override in ("pretrain.seed=abc", "data.corpus.seed=x", "seed=-1", "seed=1.5", "seed=4294967296", "seed=null"):
         key = override.partition("=")[0]
         with pytest.raises(SemiseqError, match=rf"^{key}=.* is not an integer from 0 to 2\*\*32 - 1; pass e\.g\. "
                                                rf"{key}=0$"):
-            cli.check(make_cfg(override))
+            check(lambda: make_cfg(override))
     with initialize_config_dir(config_dir=str(CONF), version_base=None):
         with pytest.raises(SemiseqError, match=r"^data.corpus.seed='x' is not an integer"):
-            cli.check(compose("eval", overrides=["data.corpus.seed=x"]), cli.EVAL_VALUES)
+            check(lambda: compose("eval", overrides=["data.corpus.seed=x"]))
 
 
 @pytest.mark.parametrize("suffix", [".txt", ".jsonl", ".csv"])

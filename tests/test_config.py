@@ -8,6 +8,7 @@ import torch
 import yaml
 from hydra.errors import MissingConfigException
 from hydra.utils import get_class
+from omegaconf import OmegaConf
 
 from semiseq import pipeline, stage, tracking
 from semiseq.objectives import NetworkObjective
@@ -138,7 +139,7 @@ def test_wandb_sweep_parses_and_its_overrides_compose(make_cfg, path: Path):
     assert sweep["program"] == "train.py" and "${args_no_hyphens}" in sweep["command"]
     fixed = [a for a in sweep["command"] if "=" in a]
     for key, spec in sweep["parameters"].items():
-        for value in spec.get("values", [spec.get("value")]):
+        for value in spec.get("values") or [spec[k] for k in ("value", "min", "max") if k in spec]:  # a range: its ends
             make_cfg(*fixed, f"{key}={value}")
 
 
@@ -178,3 +179,39 @@ def test_newsgroups20_cpu_recipes_run_end_to_end_on_bydate_files(make_cfg, tmp_p
     result = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
     assert result["init"] == {"lstm": "random"}.get(row.rsplit("_", 1)[1], row.rsplit("_", 1)[1])
     assert result["tensors_loaded"] == {"random": 0, "word2vec": 1}.get(result["init"], 5)
+
+
+def test_the_schemas_change_no_pretrained_weights_cache_key(make_cfg):
+    """Typing the config (float fields, Enum choices: semiseq.config) leaves the cache key of every shipped config as
+    its yaml alone gives it, so the weights cached before the schemas are found again; the same for the hparams the
+    classifier is built from, which must stay primitives (checkpoints load with weights_only=True)."""
+    from hydra.core.config_store import ConfigStore
+
+    from semiseq import config
+
+    class Corpus:
+        fingerprint = staticmethod(lambda: "the corpus")
+
+    rows = [[], ["model=paper_lstm"], ["mode=joint"], *([f"experiment={p.stem}"] for p in
+                                                        sorted((CONF / "experiment").glob("*.yaml")))]
+
+    def keys() -> list[str]:
+        cfgs = [make_cfg(*row) for row in rows]
+        # repr: a 1.0 for a 1, or an Enum for its string, would show
+        return [repr([make_objective(name).key(cfg, Corpus()) for name in ("sa", "lm")]
+                     + [config.plain(cfg.model.head)]) for cfg in cfgs]
+
+    typed = keys()
+    store = ConfigStore.instance()
+    try:
+        store.store(name="train_schema", node={})
+        store.store(group="schema/mode", name="joint", node={})
+        assert OmegaConf.get_type(make_cfg()) is dict  # composed from the yaml alone
+        untyped = keys()
+    finally:
+        store.store(name="train_schema", node=config.Train)
+        store.store(group="schema/mode", name="joint", node=config.JointMode)
+    assert OmegaConf.get_type(make_cfg()) is config.Train
+    assert any("'softmax': 'adaptive'" in k for k in untyped) and any("'readout': 'linear_gain'" in k for k in untyped)
+    for row, now, before in zip(rows, typed, untyped):
+        assert now == before, row

@@ -6,6 +6,7 @@ Every test here was checked by breaking its behaviour in the source on purpose a
 import copy
 import os
 import shutil
+from enum import Enum
 from pathlib import Path
 
 import pytest
@@ -190,6 +191,8 @@ def _other(value):
     """A value of a setting that differs from ``value``."""
     if isinstance(value, bool):
         return not value
+    if isinstance(value, Enum):  # a choice (model.output.softmax): another one
+        return next(choice for choice in type(value) if choice != value)
     if isinstance(value, (int, float)):
         return value + 1
     if isinstance(value, str):

@@ -15,10 +15,11 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from semiseq import SemiseqError, cache, objectives, tracking
 from semiseq.atomic import write_json
+from semiseq.config import plain
 from semiseq.data import Corpus, SequenceDataModule
 from semiseq.objectives import NetworkObjective, Objective, network_hparams
 from semiseq.resume import LastCheckpoint, log_to, resume_checkpoint, resume_config
@@ -56,10 +57,10 @@ def build_objective(cfg: DictConfig) -> Objective | None:
 def build_classifier(cfg: DictConfig, corpus: Corpus) -> ClassifierTask:
     objective = build_objective(cfg) if cfg.mode.name == "joint" else None
     joint = (dict(objective=objective.name, network=objective.network_path, weight=cfg.mode.weight,
-                  output=OmegaConf.to_container(cfg.model.output, resolve=True)) if cfg.mode.name == "joint" else None)
-    return ClassifierTask(corpus.num_classes, head=OmegaConf.to_container(cfg.model.head, resolve=True),
-                          lr=cfg.finetune.lr, head_lr=cfg.finetune.head_lr, weight_decay=cfg.finetune.weight_decay,
-                          lr_decay=cfg.finetune.lr_decay, schedule=cfg.finetune.schedule,
+                  output=plain(cfg.model.output)) if cfg.mode.name == "joint" else None)
+    return ClassifierTask(corpus.num_classes, head=plain(cfg.model.head), lr=cfg.finetune.lr,
+                          head_lr=cfg.finetune.head_lr, weight_decay=cfg.finetune.weight_decay,
+                          lr_decay=cfg.finetune.lr_decay, schedule=str(cfg.finetune.schedule),
                           warmup_fraction=cfg.finetune.warmup_fraction,
                           gradual_unfreezing=cfg.finetune.gradual_unfreezing, joint=joint,
                           **network_hparams(cfg, corpus))

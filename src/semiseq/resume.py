@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from semiseq import SemiseqError
 from semiseq.atomic import write_json
+from semiseq.config import flat
 
 # A resumed run: LastCheckpoint continues the interrupted epoch itself (through the data module's position),
 # which Lightning cannot see, and the checkpoints folder is the run's own.
@@ -33,14 +34,9 @@ RESUMED_NOTE = "resumed.json"  # in the folder Hydra made for a `resume=...` com
 
 def _differences(cfg: DictConfig, saved: DictConfig) -> list[str]:
     """``key=value`` (as in ``cfg``) for each setting ``cfg`` sets otherwise than ``saved``, paths aside."""
-    now, before = (_flat(OmegaConf.to_container(c)) for c in (cfg, saved))
+    now, before = (flat(OmegaConf.to_container(c)) for c in (cfg, saved))
     return [f"{k}={now.get(k)}" for k in sorted(now.keys() | before.keys())
             if now.get(k) != before.get(k) and k.split(".")[0] not in ("resume", "paths")]
-
-def _flat(tree, prefix: str = "") -> dict:
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}.{key}" if prefix else key).items()}
 
 def _saved_config(run_dir: Path) -> DictConfig:
     return OmegaConf.load(run_dir / ".hydra" / "config.yaml")

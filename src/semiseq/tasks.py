@@ -19,8 +19,6 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from semiseq.nets import Backbone, Classifier, last_step, linear_gain_loss
 
-READOUTS = ("last", "linear_gain")
-SCHEDULES = ("constant", "slanted_triangular")
 
 
 def slanted_triangular(step: int, total: int, cut_frac: float = 0.1, ratio: float = 32.0) -> float:
@@ -122,10 +120,6 @@ class ClassifierTask(_Task):
                  schedule: str = "constant", warmup_fraction: float = 0.1, gradual_unfreezing: bool = False,
                  input_dim: int | None = None, joint: dict | None = None, meta: dict | None = None):
         super().__init__(meta)
-        if schedule not in SCHEDULES:
-            raise ValueError(f"unknown finetune.schedule={schedule!r}; choose one of {list(SCHEDULES)}")
-        if head["readout"] not in READOUTS:
-            raise ValueError(f"unknown model.head.readout={head['readout']!r}; choose one of {list(READOUTS)}")
         self.save_hyperparameters(ignore=["meta"])
         net = Backbone(vocab_size, input_dim=input_dim, **backbone)
         self.net = Classifier(net, num_classes, head["hidden_dim"], head["dropout"])

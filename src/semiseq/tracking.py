@@ -54,7 +54,7 @@ def make_loggers(cfg: DictConfig, run_dir: Path, job_type: str, tags: list[str])
         loggers.append(instantiate(conf, **extra))
         if name == "csv" and cfg.get("resume"):
             _reopen_csv(loggers[-1])
-    config = OmegaConf.to_container(cfg, resolve=True)
+    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # choices (semiseq.config) as strings
     for logger in loggers:
         logger.log_hyperparams(config)
     return loggers

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import ClassVar
 
 import lightning as L
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 from semiseq import SemiseqError, cache, tracking
 from semiseq.atomic import write_json
+from semiseq.config import plain
 from semiseq.data import Corpus
 from semiseq.resume import LastCheckpoint, resume_checkpoint
 from semiseq.stage import build_datamodule, build_trainer, early_stopping
@@ -79,11 +80,10 @@ class NetworkObjective(Objective):
         return Word2Vec()
 
     def key(self, cfg: DictConfig, corpus: Corpus, processes: int = 1) -> dict:
-        section = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
         start = {"start": start.key(cfg, corpus)} if (start := self.start()) else {}
-        return {**super().key(cfg, corpus, processes), **start, "max_len": cfg.data.max_len, "bucket": cfg.data.bucket,
-                "backbone": section(cfg.model.backbone), "output": section(cfg.model.output),
-                "pretrain": section(cfg.pretrain)}
+        return {**super().key(cfg, corpus, processes), **start, "max_len": cfg.data.max_len,
+                "bucket": cfg.data.bucket, "backbone": plain(cfg.model.backbone), "output": plain(cfg.model.output),
+                "pretrain": plain(cfg.pretrain)}
 
     @property
     def network_path(self) -> str:
@@ -92,9 +92,8 @@ class NetworkObjective(Objective):
     def task(self, cfg: DictConfig, corpus: Corpus) -> Pretrainer:
         """The LightningModule that pretrains ``network`` with ``cfg.pretrain``'s recipe."""
         return Pretrainer(self.name, self.network_path, **network_hparams(cfg, corpus),
-                          output=OmegaConf.to_container(cfg.model.output, resolve=True), lr=cfg.pretrain.lr,
-                          weight_decay=cfg.pretrain.weight_decay, grad_clip=cfg.pretrain.grad_clip,
-                          tbptt_steps=cfg.pretrain.tbptt_steps)
+                          output=plain(cfg.model.output), lr=cfg.pretrain.lr, weight_decay=cfg.pretrain.weight_decay,
+                          grad_clip=cfg.pretrain.grad_clip, tbptt_steps=cfg.pretrain.tbptt_steps)
 
     def pretrain(self, cfg: DictConfig, corpus: Corpus, run_dir: Path, one_device: bool = False,
                  start: Path | None = None) -> Path:
@@ -143,12 +142,18 @@ class NetworkObjective(Objective):
 
 def network_hparams(cfg: DictConfig, corpus: Corpus) -> dict:
     """What every task's network is built from: the backbone's settings and the corpus' sizes and metadata."""
-    return dict(backbone=OmegaConf.to_container(cfg.model.backbone, resolve=True), vocab_size=len(corpus.vocab),
-                input_dim=corpus.input_dim, meta=dict(corpus.meta(), max_len=cfg.data.max_len))
+    return dict(backbone=plain(cfg.model.backbone), vocab_size=len(corpus.vocab), input_dim=corpus.input_dim,
+                meta=dict(corpus.meta(), max_len=cfg.data.max_len))
 
 
 def build(node: DictConfig) -> Objective | None:
     """The objective ``conf/objective/<name>.yaml`` describes (None for ``objective=none``: random init)."""
+    from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
-    return instantiate(node) if node.get("_target_") else None
+    try:
+        return instantiate(node) if node.get("_target_") else None
+    except InstantiationException as e:  # Hydra wraps the objective's own one-line refusals: unwrap them
+        if isinstance(e.__cause__, SemiseqError):
+            raise e.__cause__ from None
+        raise

@@ -38,8 +38,6 @@ class LanguageModel(nn.Module):
         hidden, self.continuous = backbone.lstm.hidden_size, backbone.input_dim is not None
         vocab = backbone.input_dim or backbone.embedding.num_embeddings  # real-valued steps: predict the values
         cutoffs = [c for c in cutoffs if c < vocab - 1]
-        if softmax not in ("full", "adaptive"):
-            raise ValueError(f"softmax must be 'full' or 'adaptive', got {softmax!r}")
         self.adaptive = softmax == "adaptive" and bool(cutoffs) and not self.continuous
         self.output = (nn.AdaptiveLogSoftmaxWithLoss(hidden, vocab, cutoffs, div_value=4.0) if self.adaptive
                        else nn.Linear(hidden, vocab))
