@@ -121,6 +121,8 @@ def test_paper_rows():
                       "model": {"backbone": {"num_layers": 1, "hidden_dim": 1024}}})
     assert joint["key"] == Variant("imdb", "joint-sa", "random", "last", "", "1x1024")
     assert paper_row(joint["key"]) == ("SA-LSTM + joint training", 14.70)
+    older = make_run({"mode": "pretrain", "objective": "lm"}, {"model": {"num_layers": 1, "hidden_dim": 256}})
+    assert older["key"].model == "1x256"  # a run made before model.backbone existed
 
 
 def test_an_earlier_report_is_never_overwritten(logs, tmp_path, capsys):

@@ -93,7 +93,8 @@ def make_run(result: dict, cfg: dict, run_dir: Path | None = None) -> dict:
     mode = result.get("mode") or _get(cfg, "mode.name", "finetune")
     data = result.get("data") or _get(cfg, "data.name", "?")
     unlabeled = _get(cfg, "data.unlabeled") or ""
-    model = f"{_get(cfg, 'model.backbone.num_layers', '?')}x{_get(cfg, 'model.backbone.hidden_dim', '?')}"
+    size = lambda key: _get(cfg, f"model.backbone.{key}", _get(cfg, f"model.{key}", "?"))  # noqa: E731 (older runs)
+    model = f"{size('num_layers')}x{size('hidden_dim')}"
     objective = result.get("objective") or _get(cfg, "objective.name", "?")
     run = dict(dir=run_dir, seed=_get(cfg, "seed"), wall_s=result.get("wall_s"), mode=mode)
     if mode == "pretrain":
