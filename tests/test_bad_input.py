@@ -25,7 +25,7 @@ from .conftest import CONF, ROOT, make_objective
 
 WORKERS = min(4, os.cpu_count() or 1)  # subprocesses at a time
 SMOKE = ("experiment=smoke", "logger=none")
-TINY = ("logger=none", "objective=none", "model.backbone.embed_dim=8", "model.backbone.hidden_dim=16",
+TINY = ("logger=none", "init=random", "model.backbone.embed_dim=8", "model.backbone.hidden_dim=16",
         "model.head.hidden_dim=16",
         "finetune.max_epochs=1", "trainer.enable_progress_bar=false")  # data other than synthetic: no experiment=smoke
 
@@ -116,12 +116,6 @@ def setting_of_another_objective(tmp, ckpt):
 def unknown_embeddings(tmp, ckpt):
     return "train.py", [*SMOKE, "objective.embeddings=glove"], [
         "objective.embeddings='glove' is not an option; choose word2vec or null"]
-
-
-@case
-def pretraining_nothing(tmp, ckpt):
-    return "train.py", [*SMOKE, "mode=pretrain", "objective=none"], [
-        "mode=pretrain with objective=none has nothing to pretrain; pass objective=sa, lm or word2vec"]
 
 
 @case

@@ -27,7 +27,7 @@ OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml")
 
 
 def test_every_group_has_options():
-    groups = {"data", "model", "objective", "mode", "trainer", "logger", "callbacks", "paths", "experiment"}
+    groups = {"data", "model", "objective", "init", "mode", "trainer", "logger", "callbacks", "paths", "experiment"}
     assert groups <= set(GROUPS)
 
 
@@ -73,7 +73,7 @@ def test_option_composes_and_instantiates(make_cfg, tmp_path, group, option):
     corpus = pipeline.build_corpus(cfg)
     assert (len(corpus.vocab) > 3 or corpus.input_dim) and len(corpus.train) > 0
     objective = pipeline.build_objective(cfg)
-    assert (objective.name if objective else "none") == cfg.objective.name
+    assert objective.name == cfg.objective.name
     network = objective if isinstance(objective, NetworkObjective) else make_objective("sa")
     pretrainer = network.task(cfg, corpus)
     classifier = pipeline.build_classifier(cfg, corpus)
@@ -101,9 +101,9 @@ def test_option_composes_and_instantiates(make_cfg, tmp_path, group, option):
 
 
 # Each paper-table row as its own experiment: what the row's name promises, the config delivers.
-ROWS = {"lstm": ("none", "last", "finetune"), "word2vec": ("word2vec", "last", "finetune"),
+ROWS = {"lstm": ("random", "last", "finetune"), "word2vec": ("word2vec", "last", "finetune"),
         "lm": ("lm", "last", "finetune"), "sa": ("sa", "last", "finetune"), "sa_imdb": ("sa", "last", "finetune"),
-        "sa_linear_gain": ("sa", "linear_gain", "finetune"), "lstm_linear_gain": ("none", "linear_gain", "finetune"),
+        "sa_linear_gain": ("sa", "linear_gain", "finetune"), "lstm_linear_gain": ("random", "linear_gain", "finetune"),
         "sa3_linear_gain": ("sa", "linear_gain", "finetune"), "sa_joint": ("sa", "last", "joint")}
 TABLES = ["imdb", "rt", "newsgroups20", "dbpedia", "cifar10"]
 
@@ -115,10 +115,13 @@ def test_each_paper_row_is_an_experiment_with_its_variant(make_cfg, table):
     assert len(rows) >= 2, rows
     for row in rows:
         cfg = make_cfg(f"experiment={row}")
-        objective, readout, mode = ROWS[row.removeprefix(table + "_")]
-        assert (cfg.objective.name, cfg.model.head.readout, cfg.mode.name) == (objective, readout, mode), row
-        if objective != "none":  # the row's `mode=pretrain` pretrains the row's objective
-            assert make_cfg(f"experiment={row}", "mode=pretrain").objective.name == objective, row
+        init, readout, mode = ROWS[row.removeprefix(table + "_")]
+        starts = "random" if cfg.init.name == "random" or cfg.mode.name == "joint" else cfg.objective.name
+        assert (starts, cfg.model.head.readout, cfg.mode.name) == ("random" if mode == "joint" else init, readout,
+                                                                   mode), row
+        if init != "random":  # the row's objective (joint: the loss it adds); its `mode=pretrain` pretrains it
+            assert cfg.objective.name == init, row
+            assert make_cfg(f"experiment={row}", "mode=pretrain").objective.name == init, row
         assert cfg.model.backbone.hidden_dim >= 1024 and cfg.model.head.hidden_dim == 512, row
         assert cfg.name.startswith(table), row
         assert cfg.model.backbone.num_layers == (3 if "sa3" in row else 1)

@@ -191,7 +191,7 @@ def test_ddp_run_killed_mid_training_resumes_to_the_same_weights(tmp_path):
     """Both processes SIGKILLed (the process group) after a mid-epoch last.ckpt; resume=true under DDP ends
     with the weights of an uninterrupted 2-process run (no dropout: the resumed processes restore the first
     one's random state)."""
-    args = ["experiment=smoke", "logger=csv", "objective=none", "finetune.max_epochs=30", "finetune.batch_size=4",
+    args = ["experiment=smoke", "logger=csv", "init=random", "finetune.max_epochs=30", "finetune.batch_size=4",
             "checkpoints.finetune_every_n_steps=3", "model.head.dropout=0", *DDP]
     env = dict(os.environ, SEMISEQ_LOG_DIR=str(tmp_path / "logs"), WANDB_MODE="offline", OMP_NUM_THREADS="1")
     command = [sys.executable, str(ROOT / "train.py"), *args]

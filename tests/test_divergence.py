@@ -115,7 +115,7 @@ def test_diverged_pretraining_is_one_line_and_never_cached(tmp_path, mode):
 
 
 def test_diverged_fine_tuning_writes_no_result(make_cfg, tmp_path):
-    cfg = make_cfg("experiment=smoke", "logger=none", "callbacks=none", "objective=none", "finetune.lr=1e30",
+    cfg = make_cfg("experiment=smoke", "logger=none", "callbacks=none", "init=random", "finetune.lr=1e30",
                    "finetune.head_lr=1e30")
     with pytest.raises(SemiseqError, match=r"fine-tuning diverged at step \d+: (training loss is " + DIVERGED +
                                            r"|val/loss is (nan|inf)) .*lower finetune.lr \(now 1e\+30\) or "
@@ -126,6 +126,6 @@ def test_diverged_fine_tuning_writes_no_result(make_cfg, tmp_path):
 
 def test_a_healthy_run_is_not_stopped(make_cfg, tmp_path):
     """The default smoke recipe trains to the end under the same checks (no false alarm on a healthy loss)."""
-    cfg = make_cfg("experiment=smoke", "logger=none", "callbacks=none", "objective=none")
+    cfg = make_cfg("experiment=smoke", "logger=none", "callbacks=none", "init=random")
     result = pipeline.finetune(cfg, pipeline.build_corpus(cfg), tmp_path / "ft")
     assert math.isfinite(result["test/loss"]) and Path(result["best_checkpoint"]).is_file()

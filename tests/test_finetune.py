@@ -92,7 +92,7 @@ def test_an_impossible_budget_is_one_clear_line(smoke_run, override, message):
 def test_discriminative_rates_give_each_layer_group_its_rate(smoke_run, tmp_path):
     """finetune.lr_decay: the head learns at head_lr, the top LSTM layer at lr, each group below lr_decay times
     slower (2 layers: lstm1, lstm0, embedding); every parameter is in exactly one group."""
-    cfg, corpus = smoke_run("objective=none", "model.backbone.num_layers=2", "finetune.lr=1e-2",
+    cfg, corpus = smoke_run("init=random", "model.backbone.num_layers=2", "finetune.lr=1e-2",
                             "finetune.head_lr=1e-3",
                         "finetune.lr_decay=2", "finetune.max_epochs=1", probe(Steps))
     pipeline.finetune(cfg, corpus, tmp_path / "ft")
@@ -111,7 +111,7 @@ def test_slanted_triangular_schedule_at_given_steps(smoke_run, tmp_path):
     assert slanted_triangular(10, 100) == 1.0 and slanted_triangular(5, 100) == pytest.approx((1 + 0.5 * 31) / 32)
     assert slanted_triangular(55, 100) == pytest.approx((1 + 0.5 * 31) / 32)
     assert slanted_triangular(100, 100) == pytest.approx(1 / 32)
-    cfg, corpus = smoke_run("objective=none", "finetune.schedule=slanted_triangular", "finetune.warmup_fraction=0.25",
+    cfg, corpus = smoke_run("init=random", "finetune.schedule=slanted_triangular", "finetune.warmup_fraction=0.25",
                         "finetune.lr=1e-2", "finetune.head_lr=null", "finetune.max_epochs=4", probe(Steps))
     pipeline.finetune(cfg, corpus, tmp_path / "ft")
     total = len(Steps.seen)  # 40 labels, batch 16: 3 steps an epoch
@@ -124,7 +124,7 @@ def test_slanted_triangular_schedule_at_given_steps(smoke_run, tmp_path):
 def test_gradual_unfreezing_trains_one_more_group_each_epoch(smoke_run, tmp_path):
     """finetune.gradual_unfreezing: epoch 0 changes only the head, epoch 1 also the (one) LSTM layer, epoch 2 also the
     embedding: a frozen tensor is bit for bit what it was."""
-    cfg, corpus = smoke_run("objective=none", "finetune.gradual_unfreezing=true", "finetune.max_epochs=4",
+    cfg, corpus = smoke_run("init=random", "finetune.gradual_unfreezing=true", "finetune.max_epochs=4",
                         "finetune.lr=1e-2", probe(Steps))
     pipeline.finetune(cfg, corpus, tmp_path / "ft")
     first = {}

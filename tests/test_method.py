@@ -136,7 +136,7 @@ def test_init_sa_fine_tuning_starts_from_the_pretrained_backbone(smoke_run, tmp_
 def test_linear_gain_readout_is_what_the_classifier_trains_on(smoke_run, tmp_path):
     """model.head.readout=linear_gain: each fine-tuning step's loss is nets.linear_gain_loss of the batch (the label at
     every step, weighted t/(T-1)), not the last step's cross-entropy; on a 2-layer network."""
-    cfg, corpus = smoke_run("objective=none", "model.backbone.num_layers=2", "model.head.readout=linear_gain",
+    cfg, corpus = smoke_run("init=random", "model.backbone.num_layers=2", "model.head.readout=linear_gain",
                             "model.head.dropout=0", "finetune.max_epochs=1", probe(StepLosses))
     # no dropout: the probe sees the step's own numbers
     assert cfg.model.backbone.dropout == cfg.model.backbone.embed_dropout == 0
@@ -148,7 +148,7 @@ def test_linear_gain_readout_is_what_the_classifier_trains_on(smoke_run, tmp_pat
         assert abs(trained - last) > 1e-4, (gain, last, trained)
 
 
-@pytest.mark.parametrize("mode", ["objective=none", "mode=joint"])
+@pytest.mark.parametrize("mode", ["init=random", "mode=joint"])
 def test_head_lr_is_the_learning_rate_of_exactly_the_head(smoke_run, tmp_path, mode):
     """finetune.head_lr: the optimizer the trainer steps gives the classifier head's parameters head_lr, and every
     other parameter (embedding, LSTM; joint training's output layer) finetune.lr."""
@@ -325,7 +325,7 @@ def test_pipeline_loads_every_checkpoint_with_weights_only(smoke_run, tmp_path, 
 
 def test_embed_returns_the_top_lstm_layer_state(smoke_run, tmp_path):
     """inference embed: a text's row is the top LSTM layer's final (h, c), on a 2-layer network (not layer 0's)."""
-    cfg, corpus = smoke_run("objective=none", "model.backbone.num_layers=2", "finetune.max_epochs=1")
+    cfg, corpus = smoke_run("init=random", "model.backbone.num_layers=2", "finetune.max_epochs=1")
     model = semiseq.load(pipeline.finetune(cfg, corpus, tmp_path / "ft")["best_checkpoint"], device="cpu")
     texts = [" ".join(corpus.vocab.decode(corpus.test[i][0])) for i in range(8)]
     embedded = torch.from_numpy(model.embed(texts))

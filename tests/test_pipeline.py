@@ -122,7 +122,7 @@ def test_finetune_from_random_and_from_checkpoint(smoke, sa_checkpoint, tmp_path
     if init == "checkpoint":
         cfg.init.checkpoint = str(sa_checkpoint)
     else:
-        cfg.objective = {"name": "none"}
+        cfg.init.name = "random"
     r = pipeline.finetune(cfg, corpus, tmp_path / "ft")
     assert r["tensors_loaded"] == (5 if init == "checkpoint" else 0)
     assert r["init_checkpoint"] == (str(sa_checkpoint) if init == "checkpoint" else "")
@@ -164,7 +164,7 @@ def test_an_image_checkpoint_refuses_text_clearly(make_cfg, tmp_path):
     from semiseq import SemiseqError, inference
 
     root = test_data_cifar.write_files(tmp_path / "cifar")
-    cfg = make_cfg("data=cifar10_rows", f"data.root={root}", "objective=none", "model.backbone.embed_dim=8",
+    cfg = make_cfg("data=cifar10_rows", f"data.root={root}", "init=random", "model.backbone.embed_dim=8",
                    "model.backbone.hidden_dim=16",
                    "model.head.hidden_dim=16", "logger=none", "callbacks=none", "finetune.max_epochs=1",
                    "trainer.enable_progress_bar=false")

@@ -27,10 +27,10 @@ from .test_train import train
 
 @pytest.fixture(scope="module")
 def logs(tmp_path_factory):
-    """logs/ with a finished 2x2 multirun (objective=none,sa x seed=0,1) and one run folder left incomplete."""
+    """logs/ with a finished 2x2 multirun (init=random,sa x seed=0,1) and one run folder left incomplete."""
     tmp = tmp_path_factory.mktemp("report")
     # a higher fine-tuning lr than smoke's, so that seeds give different test errors
-    out = train(tmp, "-m", "objective=none,sa", "seed=0,1", "logger=csv", "finetune.lr=0.03", "finetune.head_lr=null",
+    out = train(tmp, "-m", "init=random,sa", "seed=0,1", "logger=csv", "finetune.lr=0.03", "finetune.head_lr=null",
                 "finetune.max_epochs=3")
     assert out.returncode == 0, out.stderr[-3000:]
     (tmp / "logs" / "smoke" / "runs" / "crashed" / ".hydra").mkdir(parents=True)

@@ -134,7 +134,7 @@ def metrics(stage_dir: Path) -> dict:
     ("pretrain", ["pretrain.max_steps=60", "pretrain.val_every_n_steps=20", "checkpoints.pretrain_every_n_steps=10",
                   "pretrain.lr=0", "pretrain.early_stopping_patience=1"],
      [23]),  # last.ckpt after step 20's validation, or the resume skips it: early stopping would stop at 60, not 40
-    ("finetune", ["objective=none", "finetune.max_epochs=4", "finetune.batch_size=8",
+    ("finetune", ["init=random", "finetune.max_epochs=4", "finetune.batch_size=8",
                   "checkpoints.finetune_every_n_steps=2"],
      [6, 13]),  # last.ckpt at an epoch's end (step 5), and mid-epoch (12); 5 batches an epoch
 ])
@@ -190,7 +190,7 @@ def test_trainer_writes_checkpoints_atomically(make_cfg, tmp_path):
 @pytest.mark.parametrize("stage", ["pretrain", "finetune"])
 def test_early_stopping_stops_when_validation_stops_improving(make_cfg, tmp_path, stage):
     # learning rate 0: validation never improves, so patience 1 stops after the second validation
-    cfg = make_cfg("experiment=smoke", "logger=none", "callbacks=none", "objective=none", "pretrain.lr=0",
+    cfg = make_cfg("experiment=smoke", "logger=none", "callbacks=none", "init=random", "pretrain.lr=0",
                    "pretrain.max_steps=100", "pretrain.val_every_n_steps=4", "pretrain.early_stopping_patience=1",
                    "finetune.lr=0", "finetune.head_lr=0", "finetune.max_epochs=50",
                    "finetune.early_stopping_patience=1")
@@ -217,10 +217,9 @@ def test_resume_true_takes_the_latest_unfinished_run_started_with_this_config(ma
     lm = run_folder("2026-01-01_00-00-02_000000", "objective=lm")
     assert resume.resume_dir(make_cfg("experiment=smoke", "resume=true")) == sa
     assert resume.resume_dir(make_cfg("experiment=smoke", "objective=lm", "resume=true")) == lm
-    with pytest.raises(SemiseqError, match=re.escape(f"the latest, {lm}, differs in objective._target_=None, "
-                                                     f"objective.name=none: resume it "
+    with pytest.raises(SemiseqError, match=re.escape(f"the latest, {lm}, differs in init.name=random: resume it "
                                                      f"with resume={lm}")):
-        resume.resume_dir(make_cfg("experiment=smoke", "objective=none", "resume=true"))
+        resume.resume_dir(make_cfg("experiment=smoke", "objective=lm", "init=random", "resume=true"))
     with pytest.raises(SemiseqError, match="that run has finished"):
         resume.resume_dir(make_cfg("experiment=smoke", f"resume={done}"))
     with pytest.raises(SemiseqError, match="not a run folder"):

@@ -18,7 +18,7 @@ def train(tmp_path: Path, *args: str, smoke: bool = True) -> subprocess.Complete
 
 
 def test_multirun_over_inits_pretrains_each_objective_once(tmp_path):
-    out = train(tmp_path, "-m", "objective=none,lm,sa", "finetune.max_epochs=1,2")
+    out = train(tmp_path, "-m", "init=random,lm,sa", "finetune.max_epochs=1,2")
     assert out.returncode == 0, out.stderr[-3000:]
     jobs = sorted(p for p in (tmp_path / "logs" / "smoke" / "multiruns").glob("*/*") if p.name.isdigit())
     assert len(jobs) == 6

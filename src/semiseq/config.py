@@ -17,6 +17,7 @@ from semiseq import SemiseqError
 Softmax = StrEnum("Softmax", ["full", "adaptive"])  # adaptive: much faster for large vocabularies
 Readout = StrEnum("Readout", ["last", "linear_gain"])  # linear_gain: the label at every step, weighted t/(T-1)
 ModeName = StrEnum("ModeName", ["pretrain", "finetune", "joint"])
+InitName = StrEnum("InitName", ["pretrained", "random"])  # where fine-tuning's weights come from
 Schedule = StrEnum("Schedule", ["constant", "slanted_triangular"])  # slanted_triangular: ULMFiT's warm-up, then decay
 Action = StrEnum("Action", ["test", "predict", "embed"])
 
@@ -67,7 +68,7 @@ Run = schema("Run", name=str, threads=count(1, null=True),
              data=free(max_len=count(400, null=True), eval_batch_size=count(256),
                        corpus=free(val_fraction=fraction(0.15), seed=seed(0))),
              trainer=free(log_every_n_steps=count(10)), logger=free(), paths=free())
-Init = schema("Init", checkpoint=str | None)
+Init = schema("Init", name=InitName, checkpoint=str | None)
 Checkpoints = schema("Checkpoints", pretrain_every_n_steps=int | None, finetune_every_n_steps=int | None)
 Train = schema("Train", Run, seed=seed(0), resume=Any, init=Init, checkpoints=Checkpoints, pretrain=Pretrain,  # resume:
                finetune=Finetune, model=Model, mode=Mode, objective=free(), callbacks=free())  # true, or a run's folder

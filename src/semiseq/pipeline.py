@@ -42,15 +42,12 @@ def build_corpus(cfg: DictConfig) -> Corpus:
     return corpus.with_budget(cfg.data.get("num_labels"), cfg.data.get("num_val"), cfg.data.corpus.get("seed") or 0)
 
 
-def build_objective(cfg: DictConfig) -> Objective | None:
-    """``cfg.objective`` built, refused where ``mode`` needs another kind (none for ``objective=none``)."""
+def build_objective(cfg: DictConfig) -> Objective:
+    """``cfg.objective`` built, refused where ``mode`` needs another kind."""
     objective = objectives.build(cfg.objective)
-    if cfg.mode.name == "pretrain" and objective is None:
-        raise SemiseqError("mode=pretrain with objective=none has nothing to pretrain; pass objective=sa, lm or "
-                           "word2vec")
     if cfg.mode.name == "joint" and not isinstance(objective, NetworkObjective):
         raise SemiseqError(f"mode=joint adds a network objective's loss to the classifier's, and "
-                           f"objective={objective.name if objective else 'none'} has none; pass objective=sa or lm")
+                           f"objective={objective.name} has none; pass objective=sa or lm")
     return objective
 
 
@@ -122,10 +119,10 @@ def pretrain(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> Path:
 
 
 def init_checkpoint(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> Path | None:
-    """The weights fine-tuning starts from: none for ``objective=none`` and ``mode=joint`` (random), else
+    """The weights fine-tuning starts from: none for ``init=random`` and ``mode=joint`` (random), else
     ``init.checkpoint``, else the cached ones (pretrained now when absent)."""
     objective = build_objective(cfg)
-    if objective is None or cfg.mode.name == "joint":
+    if cfg.init.name == "random" or cfg.mode.name == "joint":
         return None
     return Path(cfg.init.checkpoint) if cfg.init.checkpoint else pretrained(cfg, corpus, objective, run_dir)
 
@@ -135,7 +132,7 @@ def finetune(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> dict:
     loss), keep the best validation epoch, and test it."""
     mode, objective = cfg.mode.name, build_objective(cfg)
     source = init_checkpoint(cfg, corpus, run_dir)
-    init = objective.name if objective is not None and mode != "joint" else "random"
+    init = "random" if source is None else objective.name
     L.seed_everything(cfg.seed, workers=True)
     task = build_classifier(cfg, corpus)
     loaded = load_backbone(task, source, corpus.vocab.itos, corpus.name, objective) if source else 0

@@ -146,13 +146,13 @@ def network_hparams(cfg: DictConfig, corpus: Corpus) -> dict:
                 meta=dict(corpus.meta(), max_len=cfg.data.max_len))
 
 
-def build(node: DictConfig) -> Objective | None:
-    """The objective ``conf/objective/<name>.yaml`` describes (None for ``objective=none``: random init)."""
+def build(node: DictConfig) -> Objective:
+    """The objective ``conf/objective/<name>.yaml`` describes."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
     try:
-        return instantiate(node) if node.get("_target_") else None
+        return instantiate(node)
     except InstantiationException as e:  # Hydra wraps the objective's own one-line refusals: unwrap them
         if isinstance(e.__cause__, SemiseqError):
             raise e.__cause__ from None
