@@ -71,7 +71,9 @@ Run = schema("Run", name=str, threads=count(1, null=True),
 Init = schema("Init", name=InitName, checkpoint=str | None)
 Checkpoints = schema("Checkpoints", pretrain_every_n_steps=int | None, finetune_every_n_steps=int | None)
 Train = schema("Train", Run, seed=seed(0), resume=Any, init=Init, checkpoints=Checkpoints, pretrain=Pretrain,  # resume:
-               finetune=Finetune, model=Model, mode=Mode, objective=free(), callbacks=free())  # true, or a run's folder
+               finetune=Finetune, model=Model, mode=Mode, objective=free(), callbacks=free(),  # true, or a run's folder
+               perturbation=free(epsilon=nonnegative(5.0), weight=nonnegative(1.0), xi=positive(0.1),
+                                 iterations=count(1)))
 Eval = schema("Eval", Run, action=Action, ckpt_path=str | None, input=str | None, text_column=str,
               encoding=str, output=str | None, batch_size=count(256), device=str | None,
               model=free(), pretrain=free(), finetune=free())  # what an experiment= may set, unread (model: the ckpt's)

@@ -31,15 +31,38 @@ class LSTM(nn.LSTM):
             return super().forward(input.float(), None if hx is None else tuple(h.float() for h in hx))
 
 
+class NormalizedEmbedding(nn.Embedding):
+    """An embedding whose every lookup reads the table normalised per dimension by the word-frequency-weighted
+    mean and variance (Miyato et al. 2017): a perturbation of fixed norm then means the same whatever the scale
+    the embeddings learn, which they could otherwise grow to make it negligible. ``frequencies`` (a buffer,
+    saved in checkpoints) holds each word's count in the training text."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None):
+        super().__init__(num_embeddings, embedding_dim, padding_idx=padding_idx)
+        self.register_buffer("frequencies", torch.zeros(num_embeddings))
+
+    def moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The frequency-weighted mean and standard deviation of the table, per dimension ([E] each)."""
+        f = self.frequencies / self.frequencies.sum().clamp(min=1)
+        mean = f @ self.weight
+        return mean, (f @ (self.weight - mean) ** 2 + 1e-6).sqrt()
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        mean, std = self.moments()
+        return F.embedding(tokens, (self.weight - mean) / std, self.padding_idx)
+
+
 class Backbone(nn.Module):
     """Embedding + LSTM: the part that pretraining teaches and the classifier inherits."""
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int, num_layers: int = 1,
-                 embed_dropout: float = 0.0, dropout: float = 0.0, input_dim: int | None = None):
+                 embed_dropout: float = 0.0, dropout: float = 0.0, input_dim: int | None = None,
+                 normalized: bool = False):
         super().__init__()
         self.input_dim = input_dim  # real-valued steps (e.g. CIFAR-10 pixel rows): a linear input layer
         self.dropout = dropout  # between LSTM layers, and what every network built on it drops of its outputs
-        self.embedding = (nn.Embedding(vocab_size, embed_dim, padding_idx=PAD) if input_dim is None
+        table = NormalizedEmbedding if normalized else nn.Embedding
+        self.embedding = (table(vocab_size, embed_dim, padding_idx=PAD) if input_dim is None
                           else nn.Linear(input_dim, embed_dim))
         self.embed_dropout = nn.Dropout(embed_dropout)
         self.lstm = LSTM(embed_dim, hidden_dim, num_layers, batch_first=True,
@@ -50,9 +73,24 @@ class Backbone(nn.Module):
         outputs at real positions are exact; positions past a sequence's length are not to be used."""
         return self.scan(tokens, state)[0]
 
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, T] -> the LSTM's input [B, T, E]: the embeddings, after dropout."""
+        return self.embed_dropout(self.embedding(tokens))
+
     def scan(self, tokens: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """Outputs and the state after the last column (padding included): a window of a longer sequence."""
-        return self.lstm(self.embed_dropout(self.embedding(tokens)), state)
+        return self.lstm(self.embed(tokens), state)
+
+    @torch.no_grad()
+    def normalize_embeddings(self, frequencies: torch.Tensor) -> None:
+        """Make a :class:`NormalizedEmbedding` read with ``frequencies`` (word counts) from now on, with the first
+        LSTM layer's input weights absorbing the normalisation: the network computes what it did before (exactly,
+        without dropout), so pretrained weights keep their meaning."""
+        self.embedding.frequencies.copy_(frequencies)
+        mean, std = self.embedding.moments()
+        w, b = self.lstm.weight_ih_l0, self.lstm.bias_ih_l0
+        b += w @ mean  # W x = W (std * x_normalised + mean)
+        w *= std
 
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor, state: State | None = None) -> State:
         """The (h, c) of every layer after each sequence's last real token, each [layers, B, H].
@@ -61,7 +99,7 @@ class Backbone(nn.Module):
         dropping rows as they end: no step is computed on padding, as with packing, but every call
         takes the LSTM's fast equal-length path (packed batches of mixed lengths are ~3x slower on CPU).
         """
-        x = self.embed_dropout(self.embedding(tokens))
+        x = self.embed(tokens)
         lengths = lengths.cpu()
         order = torch.argsort(lengths, descending=True, stable=True)  # the rows still running form a prefix
         x, ends = x[order.to(x.device)], lengths[order]
@@ -115,11 +153,20 @@ class Classifier(nn.Module):
         )
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.head(last_step(self.backbone(tokens), lengths))  # top layer's output at the last real token
+        return self.logits_of(self.backbone.embed(tokens), lengths)
+
+    def logits_of(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The LSTM's input [B, T, E] (:meth:`Backbone.embed`, perhaps perturbed) -> class logits [B, C], read
+        from the top layer's output at the last real token."""
+        return self.head(last_step(self.backbone.lstm(embedded)[0], lengths))
 
     def step_logits(self, tokens: torch.Tensor) -> torch.Tensor:
         """Class logits at every step [B, T, C] (the linear-gain readout; padded steps are garbage)."""
-        return self.head(self.backbone(tokens))
+        return self.step_logits_of(self.backbone.embed(tokens))
+
+    def step_logits_of(self, embedded: torch.Tensor) -> torch.Tensor:
+        """:meth:`step_logits` from the LSTM's input [B, T, E]."""
+        return self.head(self.backbone.lstm(embedded)[0])
 
 
 def last_step(steps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

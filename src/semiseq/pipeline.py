@@ -13,7 +13,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
@@ -51,6 +51,22 @@ def build_objective(cfg: DictConfig) -> Objective:
     return objective
 
 
+def perturbation(cfg: DictConfig, corpus: Corpus) -> dict | None:
+    """``cfg.perturbation`` as the classifier's hparams (none: null), refused where there are no word embeddings."""
+    if "_target_" not in cfg.perturbation:
+        return None
+    if corpus.input_dim is not None:
+        raise SemiseqError(f"perturbation={cfg.perturbation.name} perturbs word embeddings, and data={corpus.name} "
+                           "has real-valued steps (a linear input layer); pass perturbation=none")
+    return plain(cfg.perturbation)
+
+
+def reads_unlabeled(cfg: DictConfig) -> bool:
+    """Whether fine-tuning's batches come with unlabeled text: joint training, or a perturbation that reads it."""
+    return cfg.mode.name == "joint" or bool(cfg.perturbation.get("_target_") and
+                                            get_class(cfg.perturbation._target_).reads_unlabeled)
+
+
 def build_classifier(cfg: DictConfig, corpus: Corpus) -> ClassifierTask:
     objective = build_objective(cfg) if cfg.mode.name == "joint" else None
     joint = (dict(objective=objective.name, network=objective.network_path, weight=cfg.mode.weight,
@@ -60,7 +76,7 @@ def build_classifier(cfg: DictConfig, corpus: Corpus) -> ClassifierTask:
                           lr_decay=cfg.finetune.lr_decay, schedule=str(cfg.finetune.schedule),
                           warmup_fraction=cfg.finetune.warmup_fraction,
                           gradual_unfreezing=cfg.finetune.gradual_unfreezing, joint=joint,
-                          **network_hparams(cfg, corpus))
+                          perturbation=perturbation(cfg, corpus), **network_hparams(cfg, corpus))
 
 
 def check_launch(cfg: DictConfig) -> None:
@@ -136,9 +152,12 @@ def finetune(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     task = build_classifier(cfg, corpus)
     loaded = load_backbone(task, source, corpus.vocab.itos, corpus.name, objective) if source else 0
-    readout = cfg.model.head.readout
+    if task.perturbation:  # the embeddings it perturbs are normalised by the frequencies of the training text
+        task.net.backbone.normalize_embeddings(torch.from_numpy(corpus.token_counts()).float())
+    readout, perturbed = cfg.model.head.readout, cfg.perturbation.name
     joint = [f"joint:{objective.name}"] if mode == "joint" else []
-    tags = [corpus.name, f"init:{init}", f"readout:{readout}", *joint]
+    tags = [corpus.name, f"init:{init}", f"readout:{readout}", *joint,
+            *([f"perturbation:{perturbed}"] if task.perturbation else [])]
     loggers = tracking.make_loggers(cfg, run_dir, mode, tags)
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max")
     last = LastCheckpoint(run_dir / "checkpoints", cfg.checkpoints.finetune_every_n_steps, every_epoch=True)
@@ -150,11 +169,11 @@ def finetune(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> dict:
     if source and not cfg.init.checkpoint:
         tracking.use_artifact(loggers, f"pretrained-{source.stem}")  # lineage: the cache entry's artifact -> this run
     start = time.perf_counter()
-    trainer.fit(task, build_datamodule(cfg, corpus, "joint" if mode == "joint" else "classify"),
+    trainer.fit(task, build_datamodule(cfg, corpus, "joint" if reads_unlabeled(cfg) else "classify"),
                 ckpt_path=resume_checkpoint(cfg, run_dir), weights_only=True)
     (metrics,) = trainer.test(ckpt_path=best.best_model_path, datamodule=build_datamodule(cfg, corpus, "classify"),
                               verbose=False, weights_only=True)
-    results = {"mode": mode, "data": corpus.name, "init": init, "readout": readout,
+    results = {"mode": mode, "data": corpus.name, "init": init, "readout": readout, "perturbation": perturbed,
                "num_labels": len(corpus.supervised("train")), "num_val": len(corpus.supervised("val")),
                "unlabeled": cfg.data.get("unlabeled"), "init_checkpoint": str(source or ""),
                "tensors_loaded": loaded, "val/acc_best": float(best.best_model_score), "best_checkpoint":

@@ -13,7 +13,7 @@ from functools import partial
 import lightning as L
 import torch
 import torch.nn.functional as F
-from hydra.utils import get_class
+from hydra.utils import get_class, instantiate
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -111,19 +111,23 @@ class ClassifierTask(_Task):
 
     ``head.readout='linear_gain'`` trains on the label at every step (the paper's linear label gain) and
     still predicts from the last step. ``joint`` (``network``, ``output``, ``weight``: see ``mode=joint``) adds
-    that objective's per-token loss on unlabeled batches, times ``weight``, through the same backbone."""
+    that objective's per-token loss on unlabeled batches, times ``weight``, through the same backbone.
+    ``perturbation`` (a ``conf/perturbation/`` node: see :mod:`semiseq.perturbations`) adds its loss on the
+    frequency-normalised word embeddings (set their frequencies with ``Backbone.normalize_embeddings``)."""
 
     kind = "classifier"
 
     def __init__(self, num_classes: int, vocab_size: int, backbone: dict, head: dict, lr: float = 1e-3,
                  head_lr: float | None = None, weight_decay: float = 0.0, lr_decay: float | None = None,
                  schedule: str = "constant", warmup_fraction: float = 0.1, gradual_unfreezing: bool = False,
-                 input_dim: int | None = None, joint: dict | None = None, meta: dict | None = None):
+                 input_dim: int | None = None, joint: dict | None = None, perturbation: dict | None = None,
+                 meta: dict | None = None):
         super().__init__(meta)
         self.save_hyperparameters(ignore=["meta"])
-        net = Backbone(vocab_size, input_dim=input_dim, **backbone)
+        net = Backbone(vocab_size, input_dim=input_dim, normalized=perturbation is not None, **backbone)
         self.net = Classifier(net, num_classes, head["hidden_dim"], head["dropout"])
         self.aux = token_network(joint["network"], net, joint["output"]) if joint else None  # the same backbone
+        self.perturbation = instantiate(perturbation) if perturbation else None
         self.val_acc, self.test_acc = (MulticlassAccuracy(num_classes, average="micro") for _ in range(2))
         # loss * n, correct, n: summed on device, logged once per epoch (no sync per step); mid-epoch,
         # semiseq.resume.LastCheckpoint keeps them in last.ckpt, so a resumed run reports the whole epoch
@@ -167,16 +171,20 @@ class ClassifierTask(_Task):
                     p.requires_grad_(k <= self.current_epoch)
 
     def training_step(self, batch, batch_idx):
-        tokens, lengths, labels = batch["labeled"] if self.aux else batch
+        tokens, lengths, labels = batch["labeled"] if isinstance(batch, dict) else batch  # dict: + unlabeled text
+        embedded = self.net.backbone.embed(tokens)  # what a perturbation moves
         if self.hparams.head["readout"] == "linear_gain":
-            steps = self.net.step_logits(tokens)
+            steps = self.net.step_logits_of(embedded)
             loss, logits = linear_gain_loss(steps, labels, lengths), last_step(steps, lengths)
         else:
-            logits = self.net(tokens, lengths)
+            logits = self.net.logits_of(embedded, lengths)
             loss = F.cross_entropy(logits, labels)
         n = loss.new_tensor(float(len(labels)))
         sums = torch.stack([loss.detach() * n, (logits.argmax(-1) == labels).sum().to(n.dtype), n])
         self.train_sums = sums if self.train_sums is None else self.train_sums + sums
+        if self.perturbation:
+            loss = loss + self.perturbation.weight * self._perturbation_loss(batch, embedded, lengths, labels,
+                                                                             logits, loss)
         if self.aux:
             text, text_lengths, _ = batch["unlabeled"]
             (aux_loss,) = self.aux.window_losses(text, text_lengths, text.size(1) + 1)
@@ -186,6 +194,21 @@ class ClassifierTask(_Task):
                                f"train/{self.hparams.joint['objective']}_loss": aux_loss}, sync_dist=True)
             loss = loss + self.hparams.joint["weight"] * aux_loss
         return loss
+
+    def _perturbation_loss(self, batch, embedded, lengths, labels, logits, loss) -> torch.Tensor:
+        """The perturbation's loss on the labeled batch; one that reads unlabeled text takes the mean over the
+        sequences of both batches."""
+        extra = self.perturbation.loss(self.net.logits_of, embedded, lengths, labels, logits, loss)
+        if self.perturbation.reads_unlabeled:
+            text, text_lengths, _ = batch["unlabeled"]
+            text_embedded = self.net.backbone.embed(text)
+            with torch.no_grad():  # the clean prediction is a constant
+                clean = self.net.logits_of(text_embedded, text_lengths)
+            unlabeled = self.perturbation.loss(self.net.logits_of, text_embedded, text_lengths, None, clean, None)
+            extra = (extra * len(labels) + unlabeled * len(text)) / (len(labels) + len(text))
+        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:  # the steps the logger writes
+            self.log(f"train/{self.perturbation.name}_loss", extra, sync_dist=True)
+        return extra
 
     def on_train_epoch_end(self):
         if self.train_sums is not None:

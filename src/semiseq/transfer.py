@@ -87,7 +87,8 @@ def load_backbone(model: nn.Module, path: str | Path, vocab: list[str], data_nam
         if target[name].shape != tensor.shape:
             raise TransferError(f"shape mismatch for {name}: checkpoint {path} has {tuple(tensor.shape)}, the model "
                                 f"has {tuple(target[name].shape)}; use the same model.* sizes as for pretraining")
-    missing = [k for k in target if k.startswith(PREFIX) and k not in source]
+    # every parameter; a buffer of the classifier's own (the embedding's word frequencies) is not pretrained
+    missing = [k for k, _ in model.named_parameters() if k.startswith(PREFIX) and k not in source]
     if missing and ckpt["semiseq"].get("kind") != "word2vec":  # word2vec: the embedding only
         raise TransferError(f"checkpoint {path} lacks {missing}: the pretrained network has fewer layers than "
                             "the model")

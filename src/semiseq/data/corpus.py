@@ -202,6 +202,11 @@ class Corpus:
         """Unlabeled sequences plus the labeled training text: what pretraining may see."""
         return Joined([self.unlabeled, self.train])
 
+    def token_counts(self) -> np.ndarray:
+        """How often each vocabulary id occurs in :meth:`pretrain_text` (the unlabeled and training text), [V]."""
+        parts = [self.unlabeled.tokens, self.train.tokens]
+        return np.bincount(np.concatenate(parts).astype(np.int64), minlength=len(self.vocab))[:len(self.vocab)]
+
     def require(self, splits: tuple[str, ...], reader: str) -> None:
         """Refuse an empty split among ``splits`` (``pretrain``: :meth:`pretrain_text`) that ``reader`` (a stage)
         needs: with no examples it would train on nothing, or pick no best epoch, or test nothing."""
