@@ -20,7 +20,6 @@ from torchmetrics.classification import MulticlassAccuracy
 from semiseq.nets import Backbone, Classifier, last_step, linear_gain_loss
 
 
-
 def slanted_triangular(step: int, total: int, cut_frac: float = 0.1, ratio: float = 32.0) -> float:
     """ULMFiT's slanted triangular learning rate (Howard & Ruder 2018, eq. 3) at ``step`` of ``total``, as a
     factor of the peak rate: from 1/ratio up to 1 over the first ``cut_frac`` of the steps, then linearly back."""
