@@ -51,10 +51,10 @@ def test_table_aggregates_seeds_and_writes_plots(logs, capsys):
     results = [json.loads((j / "results.json").read_text()) for j in jobs]
     for init in ("random", "sa"):
         errors = [r["test/error"] for r in results if r["init"] == init]
-        row = cells(md, f"| synthetic | finetune | {init} | last | — | 1x16 | all |")
-        assert row[7:12] == ["2", "0,1", f"{statistics.mean(errors):.2f} ± {statistics.stdev(errors):.2f}",
+        row = cells(md, f"| synthetic | finetune | {init} | last | — | 1x16 | — | all |")
+        assert row[8:13] == ["2", "0,1", f"{statistics.mean(errors):.2f} ± {statistics.stdev(errors):.2f}",
                              f"{min(errors):.2f}", f"{max(errors):.2f}"]
-        assert row[13] == "—"  # the paper has no synthetic data
+        assert row[14] == "—"  # the paper has no synthetic data
     pretrained = [json.loads(p.read_text()) for p in (logs / "smoke").glob("multiruns/*/*/pretrain-sa/results.json")]
     assert len(pretrained) == 2  # pretraining is seeded by the run's seed: one per seed
     row = cells(md, "| sa | synthetic | — | 1x16 |")
@@ -75,7 +75,7 @@ def test_paper_column_for_a_known_variant(logs, tmp_path):
     cfg["data"].update(name="rt", unlabeled="imdb")
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     md = (report([str(tmp_path / "logs")]) / "report.md").read_text()
-    assert cells(md, "| rt | finetune | sa | last | imdb | 1x16 | all |")[13] == "18.60 (SA-LSTM, unlabeled IMDB)"
+    assert cells(md, "| rt | finetune | sa | last | imdb | 1x16 | — | all |")[14] == "18.60 (SA-LSTM, unlabeled IMDB)"
 
 
 def test_label_budgets_make_a_label_efficiency_curve(tmp_path):
@@ -95,8 +95,8 @@ def test_label_budgets_make_a_label_efficiency_curve(tmp_path):
             run(init, labels, 0, e0), run(init, labels, 1, e1)
     out = report([str(tmp_path / "logs")], out=str(tmp_path / "r"))
     md = (out / "report.md").read_text()
-    assert cells(md, "| imdb | finetune | sa | last | — | 1x256 | 200 |")[7:10] == ["2", "0,1", "29.00 ± 1.41"]
-    assert cells(md, "| imdb | finetune | sa | last | — | 1x256 | 1000 |")[-1] == "—"
+    assert cells(md, "| imdb | finetune | sa | last | — | 1x256 | — | 200 |")[8:11] == ["2", "0,1", "29.00 ± 1.41"]
+    assert cells(md, "| imdb | finetune | sa | last | — | 1x256 | — | 1000 |")[-1] == "—"
     assert "![label efficiency](label_efficiency.png)" in md
     with Image.open(out / "label_efficiency.png") as image:
         image.verify()
@@ -121,6 +121,13 @@ def test_paper_rows():
                       "model": {"backbone": {"num_layers": 1, "hidden_dim": 1024}}})
     assert joint["key"] == Variant("imdb", "joint-sa", "random", "last", "", "1x1024")
     assert paper_row(joint["key"]) == ("SA-LSTM + joint training", 14.70)
+    plain, at = (make_run({"data": "imdb", "init": "sa", "test/error": e, "perturbation": p},
+                          {"seed": 0, "model": {"backbone": {"num_layers": 1, "hidden_dim": 1024}}})
+                 for e, p in ((8.0, "none"), (7.0, "adversarial")))
+    assert plain["key"].perturbation == "" and paper_row(plain["key"]) is not None  # the rows of before
+    assert at["key"] == plain["key"]._replace(perturbation="adversarial") and paper_row(at["key"]) is None
+    from semiseq.report import markdown
+    assert "| adversarial | all | 1 | 0 | 7.00 ± 0.00 |" in markdown(group([plain, at]), {}, "")
     older = make_run({"mode": "pretrain", "objective": "lm"}, {"model": {"num_layers": 1, "hidden_dim": 256}})
     assert older["key"].model == "1x256"  # a run made before model.backbone existed
 
@@ -185,8 +192,8 @@ def test_wandb_runs_through_the_api(tmp_path, monkeypatch, capsys):
     assert FakeApi.calls == [("me/semiseq", {"group": "imdb_sa"})]
     md = (tmp_path / "r" / "report.md").read_text()
     assert "3 finished runs from wandb me/semiseq group imdb_sa (1 incomplete skipped)" in md
-    row = cells(md, "| imdb | finetune | sa | last | — | 1x1024 | all |")
-    assert row[7:] == ["2", "0,1", "7.50 ± 0.71", "7.00", "8.00", "200.0", "7.24 (SA-LSTM)"]
+    row = cells(md, "| imdb | finetune | sa | last | — | 1x1024 | — | all |")
+    assert row[8:] == ["2", "0,1", "7.50 ± 0.71", "7.00", "8.00", "200.0", "7.24 (SA-LSTM)"]
     assert cells(md, "| lm | imdb | — | 1x1024 |")[4:] == ["1", "4.500", "90.00", "—"]
     assert (tmp_path / "r" / "curves.png").is_file()  # no CSV from wandb: the panels say so
 

@@ -56,6 +56,7 @@ class Variant(NamedTuple):
     readout: str
     unlabeled: str  # extra unlabeled source ("" = the data's own text only)
     model: str  # layers x hidden units
+    perturbation: str = ""  # of the word embeddings while fine-tuning ("" = none)
     labels: str = ""  # the label budget (data.num_labels; "" = every training label)
 
 
@@ -79,7 +80,7 @@ def _get(cfg: dict, key: str, default=None):
 
 def paper_row(v: Variant) -> tuple[str, float] | None:
     """The paper's (row, test error %) for a variant, or None where the paper has none (or a label budget)."""
-    if v.labels:
+    if v.labels or v.perturbation:
         return None
     mode, _, objective = v.mode.partition("-")
     layers = v.model.split("x")[0]
@@ -107,7 +108,9 @@ def make_run(result: dict, cfg: dict, run_dir: Path | None = None) -> dict:
     readout = result.get("readout") or _get(cfg, "model.head.readout") or "last"
     mode = f"joint-{objective}" if mode == "joint" else mode
     budget = _get(cfg, "data.num_labels")
-    return dict(run, key=Variant(data, mode, init, readout, unlabeled, model, str(budget or "")), error=error,
+    perturbation = result.get("perturbation") or _get(cfg, "perturbation.name") or "none"
+    return dict(run, key=Variant(data, mode, init, readout, unlabeled, model,
+                                 "" if perturbation == "none" else perturbation, str(budget or "")), error=error,
                 labels=result.get("num_labels"))
 
 
@@ -182,8 +185,8 @@ def markdown(finetune: dict, pretrain: dict, header: str) -> str:
     lines = [header]
     if finetune:
         lines += ["", "## Fine-tuning: test error % (lower is better), mean ± std over seeds and folds", "",
-                  "| data | mode | init | readout | unlabeled | model | labels | n | seeds | test error % | min | max "
-                  "| wall s | paper |", "|" + "---|" * 14]
+                  "| data | mode | init | readout | unlabeled | model | perturbation | labels | n | seeds | test error % "
+                  "| min | max | wall s | paper |", "|" + "---|" * 15]
         for v, rs in finetune.items():
             errors, seeds = [r["error"] for r in rs], sorted({str(r["seed"]) for r in rs if r["seed"] is not None})
             std = statistics.stdev(errors) if len(errors) > 1 else 0.0
