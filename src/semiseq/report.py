@@ -185,8 +185,8 @@ def markdown(finetune: dict, pretrain: dict, header: str) -> str:
     lines = [header]
     if finetune:
         lines += ["", "## Fine-tuning: test error % (lower is better), mean ± std over seeds and folds", "",
-                  "| data | mode | init | readout | unlabeled | model | perturbation | labels | n | seeds | test error % "
-                  "| min | max | wall s | paper |", "|" + "---|" * 15]
+                  "| data | mode | init | readout | unlabeled | model | perturbation | labels | n | seeds "
+                  "| test error % | min | max | wall s | paper |", "|" + "---|" * 15]
         for v, rs in finetune.items():
             errors, seeds = [r["error"] for r in rs], sorted({str(r["seed"]) for r in rs if r["seed"] is not None})
             std = statistics.stdev(errors) if len(errors) > 1 else 0.0
