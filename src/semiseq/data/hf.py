@@ -104,6 +104,9 @@ def load(path: str, config_name: str | None = None, revision: str | None = None,
     ``unlabeled_split`` (one split or several, e.g. IMDB's ``unsupervised``) of a dataset (:func:`open_dataset`).
     Class names are the label column's ``ClassLabel`` names, else its sorted values (integers numerically). ``name``
     (None: from the path) names the corpus in results and messages. Bad input raises ``SemiseqError``."""
+    if text_column == label_column:
+        raise SemiseqError(f"data.text_column and data.label_column are both {text_column!r}; pass the column that "
+                           f"holds the labels as data.label_column")
     splits = open_dataset(path, config_name, revision, data_files)
     title = _title(path, config_name)
     unlabeled_splits = _names(unlabeled_split)
@@ -126,7 +129,8 @@ def load(path: str, config_name: str | None = None, revision: str | None = None,
     for _, label, where in test_records:
         if str(label) not in index:
             raise SemiseqError(f"{where} of {title} has label {label!r}, which is not a class of split "
-                               f"{train_split!r} ({classes}); fix the label, or pass data.test_split= another split")
+                               f"{train_split!r} ({_shown(classes)}); fix the label, or pass data.test_split= another "
+                               f"split")
     if test_split is None:
         if not 0 < test_fraction < 1:
             raise SemiseqError(f"data.test_fraction={test_fraction} must lie strictly between 0 and 1 (e.g. 0.1), or "
@@ -235,6 +239,11 @@ def _short_name(path: str, config_name: str | None, data_files=None) -> str:
         local = Path(first if isinstance(first, str) else first[0]).expanduser().resolve().parent
     base = (local.name if local.is_dir() else local.stem) if local.exists() else str(path).rstrip("/").split("/")[-1]
     return base + (f"-{config_name}" if config_name else "")
+
+
+def _shown(items: list, most: int = 10) -> str:
+    """A list in a message, cut after ``most`` items."""
+    return str(items) if len(items) <= most else f"{str(items[:most])[:-1]}, ... ({len(items):,} in all)]"
 
 
 def _line(e: Exception) -> str:
