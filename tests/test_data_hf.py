@@ -208,3 +208,14 @@ def test_train_py_pretrains_fine_tunes_and_tests_on_a_local_dataset_then_eval_us
     cfg = make_cfg("data=hf", f"data.path={path}", "data.unlabeled_split=unsupervised")
     tested = inference.evaluate(model, pipeline.build_corpus(cfg))
     assert tested["num_examples"] == 20 and tested["test/acc"] == pytest.approx(results["test/acc"])
+
+
+def test_data_files_from_the_command_line(make_cfg, tmp_path):
+    """data.path=parquet with data.data_files={train: ..., test: ...} as typed in the README, through the config."""
+    for split, n, start in (("train", 30, 0), ("test", 10, 100)):
+        datasets.Dataset.from_dict(rows(n, start)).to_parquet(str(tmp_path / f"{split}.parquet"))
+    cfg = make_cfg("data=hf", "data.path=parquet",
+                   f"data.data_files={{train: {tmp_path}/train.parquet, test: {tmp_path}/test.parquet}}")
+    corpus = pipeline.build_corpus(cfg)
+    assert corpus.name == tmp_path.name and len(corpus.test) == 10 and len(corpus.train) + len(corpus.val) == 30
+    assert corpus.class_names == ["0", "1"]
