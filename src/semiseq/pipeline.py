@@ -154,8 +154,8 @@ def finetune(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> dict:
                 ckpt_path=resume_checkpoint(cfg, run_dir), weights_only=True)
     # fast_dev_run (debug=fdr) saves no best checkpoint: it tests the weights as they are after its one step
     best_score = best.best_model_score if best.best_model_path else trainer.callback_metrics.get("val/acc")
-    (metrics,) = trainer.test(task, ckpt_path=best.best_model_path or None, verbose=False, weights_only=True,
-                              datamodule=build_datamodule(cfg, corpus, "classify"))
+    (metrics,) = trainer.test(None if best.best_model_path else task, ckpt_path=best.best_model_path or None,
+                              datamodule=build_datamodule(cfg, corpus, "classify"), verbose=False, weights_only=True)
     results = {"mode": mode, "data": corpus.name, "init": init, "readout": readout,
                "num_labels": len(corpus.supervised("train")), "num_val": len(corpus.supervised("val")),
                "unlabeled": cfg.data.get("unlabeled"), "init_checkpoint": str(source or ""),
