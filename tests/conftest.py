@@ -3,6 +3,8 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("WANDB_SILENT", "true")
+# data=hf: no test reaches the Hugging Face Hub (the tests write their datasets); train.py subprocesses inherit it
+os.environ["HF_DATASETS_OFFLINE"] = os.environ["HF_HUB_OFFLINE"] = "1"
 
 from pathlib import Path  # noqa: E402
 

@@ -34,7 +34,7 @@ CASES = {}
 
 def case(fn):
     """A case: ``fn(tmp, ckpt)`` writes its input files in ``tmp`` and returns (script, arguments, the fragments the
-    error line must hold)."""
+    error line must hold[, environment variables to set])."""
     CASES[fn.__name__] = fn
     return fn
 
@@ -184,6 +184,59 @@ def text_without_tokens_in_test(tmp, ckpt):
         "keep punctuation marks as tokens (data.corpus.punctuation=true)"]
 
 
+# --- Hugging Face datasets (data=hf): the tests' own, offline (conftest sets HF_DATASETS_OFFLINE=1) ------------------
+
+def hf_data(path, *extra: str) -> list[str]:
+    return ["data=hf", f"data.path={path}", *TINY, *extra]
+
+
+@case
+def hf_dataset_not_there_offline(tmp, ckpt):
+    return "train.py", hf_data("semiseq-tests/no-such-dataset"), [
+        "the Hugging Face dataset 'semiseq-tests/no-such-dataset' is not in the local cache",
+        "offline mode is on (HF_DATASETS_OFFLINE=1", "datasets.load_dataset('semiseq-tests/no-such-dataset')",
+        "pass data.path= a local copy: a folder written by save_to_disk"]
+
+
+@case
+def hf_missing_column(tmp, ckpt):
+    from .test_data_hf import imdb_like
+
+    return "train.py", hf_data(imdb_like(tmp / "imdb"), "data.text_column=review"), [
+        "data.text_column='review': split 'train' of", "has no column 'review'; its columns are ['text', 'label']"]
+
+
+@case
+def hf_missing_split(tmp, ckpt):
+    from .test_data_hf import imdb_like
+
+    return "train.py", hf_data(imdb_like(tmp / "imdb"), "data.unlabeled_split=unlabeled"), [
+        "data.unlabeled_split='unlabeled':",
+        "has no split 'unlabeled'; its splits are ['train', 'test', 'unsupervised']"]
+
+
+@case
+def hf_label_not_a_class(tmp, ckpt):
+    from .test_data_hf import save_dataset
+
+    path = save_dataset(tmp / "scores", train={"text": ["good", "bad", "fine"], "stars": [4.5, 1.0, 3.5]})
+    return "train.py", hf_data(path, "data.label_column=stars", "data.test_split=null"), [
+        "data.label_column='stars': split 'train' of", "holds Value('float64')",
+        "a label must be a class label (ClassLabel), an integer or a string"]
+
+
+@case
+def hf_without_the_extra(tmp, ckpt):
+    from .test_data_hf import imdb_like
+
+    shadow = write(tmp / "shadow" / "datasets.py", "raise ModuleNotFoundError(\"No module named 'datasets'\", "
+                                                   "name='datasets')\n")  # as if not installed
+    path = os.pathsep.join(p for p in (str(shadow.parent), os.environ.get("PYTHONPATH")) if p)
+    return "train.py", hf_data(imdb_like(tmp / "imdb")), [
+        "data=hf reads datasets with the Hugging Face datasets library, which is not installed",
+        "install it with pip install -c constraints.txt -e '.[hf]'"], {"PYTHONPATH": path}
+
+
 # --- empty splits: the stage that reads one stops before it starts ----------------------------------------------------
 
 @case
@@ -316,9 +369,9 @@ def ckpt(tmp_path_factory) -> SimpleNamespace:
     return SimpleNamespace(sa=str(sa), lm=str(lm), clf=results["best_checkpoint"], tmp=tmp, results=results)
 
 
-def run(script: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def run(script: str, args: list[str], cwd: Path, extra_env: dict | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, SEMISEQ_LOG_DIR=str(cwd / "logs"), SEMISEQ_DATA_DIR=str(cwd / "downloads"),
-               WANDB_MODE="offline", OMP_NUM_THREADS="1")
+               WANDB_MODE="offline", OMP_NUM_THREADS="1", **(extra_env or {}))
     env.pop("HYDRA_FULL_ERROR", None)  # as a user runs it
     return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600)
@@ -333,9 +386,10 @@ def outcomes(request, ckpt, tmp_path_factory) -> dict:
     jobs = {}
     for name in sorted(selected):
         tmp = tmp_path_factory.mktemp(name)
-        jobs[name] = (*CASES[name](tmp, ckpt), tmp)
+        script, args, fragments, *env = CASES[name](tmp, ckpt)
+        jobs[name] = (script, args, fragments, tmp, *env)
     with ThreadPoolExecutor(WORKERS) as pool:
-        done = {name: pool.submit(run, script, args, tmp) for name, (script, args, _, tmp) in jobs.items()}
+        done = {name: pool.submit(run, script, args, tmp, *env) for name, (script, args, _, tmp, *env) in jobs.items()}
         return {name: (future.result(), jobs[name][2], jobs[name][3]) for name, future in done.items()}
 
 

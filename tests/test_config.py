@@ -16,6 +16,7 @@ from semiseq.objectives import NetworkObjective
 from . import (
     test_data_cifar,
     test_data_dbpedia,
+    test_data_hf,
     test_data_imdb,
     test_data_newsgroups,
     test_data_rt,
@@ -43,6 +44,7 @@ DATA_FILES = {
     "newsgroups20": lambda tmp: [f"data.root={test_data_newsgroups.write_bydate(tmp / 'ng')}"],
     "dbpedia_char": lambda tmp: [f"data.root={test_data_dbpedia.write_csv_folder(tmp / 'db')}"],
     "files": lambda tmp: [f"data.train={tiny_files(tmp)}"],
+    "hf": lambda tmp: [f"data.path={test_data_hf.imdb_like(tmp / 'hf')}", "data.unlabeled_split=unsupervised"],
     "cifar10_rows": lambda tmp: [f"data.root={test_data_cifar.write_files(tmp / 'cifar')}"],
 }
 

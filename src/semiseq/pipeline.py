@@ -171,20 +171,23 @@ def finetune(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> dict:
     start = time.perf_counter()
     trainer.fit(task, build_datamodule(cfg, corpus, "joint" if reads_unlabeled(cfg) else "classify"),
                 ckpt_path=resume_checkpoint(cfg, run_dir), weights_only=True)
-    (metrics,) = trainer.test(ckpt_path=best.best_model_path, datamodule=build_datamodule(cfg, corpus, "classify"),
-                              verbose=False, weights_only=True)
+    # fast_dev_run (debug=fdr) saves no best checkpoint: it tests the weights as they are after its one step
+    best_score = best.best_model_score if best.best_model_path else trainer.callback_metrics.get("val/acc")
+    (metrics,) = trainer.test(None if best.best_model_path else task, ckpt_path=best.best_model_path or None,
+                              datamodule=build_datamodule(cfg, corpus, "classify"), verbose=False, weights_only=True)
     results = {"mode": mode, "data": corpus.name, "init": init, "readout": readout, "perturbation": perturbed,
                "num_labels": len(corpus.supervised("train")), "num_val": len(corpus.supervised("val")),
                "unlabeled": cfg.data.get("unlabeled"), "init_checkpoint": str(source or ""),
-               "tensors_loaded": loaded, "val/acc_best": float(best.best_model_score), "best_checkpoint":
-               best.best_model_path, "last_checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),
+               "tensors_loaded": loaded, "val/acc_best": float("nan") if best_score is None else float(best_score),
+               "best_checkpoint": best.best_model_path, "last_checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),
                "epochs": trainer.current_epoch, "world_size": trainer.world_size,
                "wall_s": time.perf_counter() - start, **metrics}
     if trainer.is_global_zero:
         write_json(run_dir / "results.json", results)
     tracking.summarize(loggers, {"test/error": results["test/error"], "val/acc_best": results["val/acc_best"]})
-    tracking.log_artifact(loggers, Path(best.best_model_path), f"classifier-{cfg.name}-{run_dir.name}", "model",
-                          results)
+    if best.best_model_path:
+        tracking.log_artifact(loggers, Path(best.best_model_path), f"classifier-{cfg.name}-{run_dir.name}", "model",
+                              results)
     tracking.finish_loggers(loggers)
     return results
 
@@ -225,5 +228,5 @@ def run(cfg: DictConfig) -> float:
         print(f"[semiseq] {corpus.name} init={r['init']}: test accuracy {100 * r['test/acc']:.2f}% "
               f"(error {r['test/error']:.2f}%), best val accuracy {100 * r['val/acc_best']:.2f}%, "
               f"{time.perf_counter() - start:.0f}s -> results {run_dir / 'results.json'}, "
-              f"checkpoint {r['best_checkpoint']}", flush=True)
+              f"checkpoint {r['best_checkpoint'] or 'none (trainer.fast_dev_run saves none)'}", flush=True)
         return r["val/acc_best"]

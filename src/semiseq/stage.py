@@ -11,12 +11,12 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EarlyStopping
-from omegaconf import DictConfig
-
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from omegaconf import DictConfig
 
 from semiseq import atomic
 from semiseq.callbacks import Divergence, LineProgress
+from semiseq.config import plain
 from semiseq.data import Corpus, SequenceDataModule
 
 
@@ -46,6 +46,24 @@ def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list
     return instantiate(cfg.trainer, default_root_dir=str(run_dir), logger=loggers or False,
                        callbacks=[*callbacks, Divergence(), *extra], plugins=[AtomicCheckpointIO()],
                        use_distributed_sampler=False, **stage)
+
+
+# Trainer settings that cut a stage short or narrow what it trains on (the debug= options, max_time), with the values
+# that leave it whole (Lightning's defaults)
+WHOLE = {"fast_dev_run": (False, 0), "overfit_batches": (0, 0.0), "limit_train_batches": (None, 1.0),
+         "limit_val_batches": (None, 1.0), "max_time": (None,)}
+
+
+def shortened(cfg: DictConfig) -> dict:
+    """The settings of ``cfg.trainer`` that make a stage train otherwise than its recipe says (``debug=fdr``,
+    ``overfit``, ``limit``): part of a pretraining's cache key, so that such a run's weights are never taken for a
+    real pretraining's (and a real run's key, with none of them set, stays as it was)."""
+    found = {}
+    for key, whole in WHOLE.items():
+        value = cfg.trainer.get(key, whole[0])
+        if not any(type(value) is type(w) and value == w for w in whole):  # limit_train_batches=1: one batch, 1.0: all
+            found[key] = plain(value) if isinstance(value, DictConfig) else value
+    return found
 
 
 def early_stopping(patience: int | None, monitor: str, mode: str) -> list:

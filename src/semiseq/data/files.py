@@ -12,10 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-import numpy as np
-
 from semiseq import SemiseqError
-from semiseq.data.texts import Texts
+from semiseq.data.texts import Texts, held_out
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +58,7 @@ def load(train: str, test: str | None = None, unlabeled: str | list[str] | None 
         if not 0 < test_fraction < 1:
             raise SemiseqError(f"test_fraction={test_fraction} must lie strictly between 0 and 1 (e.g. 0.1), or "
                                f"pass a test file with test=")
-        n = len(train_records)  # >= 2, since there are >= 2 classes
-        n_test = min(n - 1, max(1, round(n * test_fraction)))
-        held = np.zeros(n, dtype=bool)
-        held[np.random.default_rng(seed).permutation(n)[:n_test]] = True
+        held = held_out(len(train_records), test_fraction, seed)  # >= 2 records, since there are >= 2 classes
         test_records = [r for r, h in zip(train_records, held) if h]
         train_records = [r for r, h in zip(train_records, held) if not h]
 

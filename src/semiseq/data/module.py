@@ -101,6 +101,8 @@ class SequenceDataModule(L.LightningDataModule):
         # DistributedSampler into a batch sampler like this one: the trainer runs with use_distributed_sampler=False)
         replicas, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         position = (lambda: self.position(self.trainer.current_epoch)) if train and self.trainer else None
+        if train and self.trainer and self.trainer.overfit_batches > 0:  # debug=overfit: the same batches every epoch
+            position = lambda: (0, 0)  # noqa: E731  (Lightning turns off a sampler's shuffling, not this one's)
         sampler = BucketBatchSampler(data.lengths, batch_size or (self.batch_size if train else self.eval_batch_size),
                                      shuffle=train, bucket=self.bucket, seed=self.seed, position=position,
                                      num_replicas=replicas, rank=rank)

@@ -43,12 +43,18 @@ def unlabeled_loader(name: str) -> Callable[..., list[str]]:
 
 
 def describe(fn: Callable | None) -> dict | None:
-    """A JSON-able identity of a (partial) loader: its qualified name and arguments."""
+    """A JSON-able identity of a (partial) loader: its qualified name and arguments. A loader whose data its arguments
+    do not pin down (a Hub dataset's latest revision, a dataset folder edited in place) has an ``identity`` attribute:
+    a function of the same keyword arguments returning what identifies that data (``semiseq.data.hf``)."""
     if fn is None:
         return None
     args = {**dict(enumerate(fn.args)), **fn.keywords} if isinstance(fn, partial) else {}
     func = fn.func if isinstance(fn, partial) else fn
-    return {"fn": f"{func.__module__}.{func.__qualname__}", "args": {str(k): _identity(v) for k, v in args.items()}}
+    described = {"fn": f"{func.__module__}.{func.__qualname__}",
+                 "args": {str(k): _identity(v) for k, v in args.items()}}
+    if (identify := getattr(func, "identity", None)) is not None:
+        described["identity"] = identify(**fn.keywords) if isinstance(fn, partial) else identify()
+    return described
 
 
 def _identity(value) -> str:
@@ -118,6 +124,9 @@ def _empty_hints(corpus: Corpus, source: Callable, val_fraction: float) -> dict[
     if args.get("test"):
         test = (f"the test file {args['test']} holds no examples",
                 "add examples to it, or pass data.test=null to hold out part of the training set")
+    elif args.get("test_split"):
+        test = (f"the split {args['test_split']!r} of {args.get('path')} holds no examples",
+                "pass data.test_split= another split, or null to hold out part of the training split")
     elif args.get("max_test") == 0:
         test = ("data.max_test=0", "pass e.g. data.max_test=null (all of them)")
     else:

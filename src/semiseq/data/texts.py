@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from semiseq import SemiseqError
 
 
@@ -31,3 +33,12 @@ class Texts:
                 raise SemiseqError(f"{self.name}: {split} example {bad[0]} has label {bad[1]}, out of range for the "
                                    f"{len(self.class_names)} classes {self.class_names}; labels must be class ids "
                                    f"0-{len(self.class_names) - 1}: fix the label or add its class")
+
+
+def held_out(n: int, fraction: float, seed: int = 0) -> np.ndarray:
+    """A mask of the ``fraction`` of ``n >= 2`` labeled examples held out as the test split (at least one, never all),
+    the same for the same ``seed``: what data=files and data=hf test on when the data has no test split."""
+    n_test = min(n - 1, max(1, round(n * fraction)))
+    held = np.zeros(n, dtype=bool)
+    held[np.random.default_rng(seed).permutation(n)[:n_test]] = True
+    return held

@@ -23,7 +23,7 @@ from semiseq.atomic import write_json
 from semiseq.config import plain
 from semiseq.data import Corpus
 from semiseq.resume import LastCheckpoint, resume_checkpoint
-from semiseq.stage import build_datamodule, build_trainer, early_stopping
+from semiseq.stage import build_datamodule, build_trainer, early_stopping, shortened
 from semiseq.tasks import Pretrainer
 from semiseq.transfer import load_backbone
 
@@ -81,9 +81,10 @@ class NetworkObjective(Objective):
 
     def key(self, cfg: DictConfig, corpus: Corpus, processes: int = 1) -> dict:
         start = {"start": start.key(cfg, corpus)} if (start := self.start()) else {}
+        debug = {"trainer": limits} if (limits := shortened(cfg)) else {}  # debug=fdr|overfit|limit: never real
         return {**super().key(cfg, corpus, processes), **start, "max_len": cfg.data.max_len,
                 "bucket": cfg.data.bucket, "backbone": plain(cfg.model.backbone), "output": plain(cfg.model.output),
-                "pretrain": plain(cfg.pretrain)}
+                "pretrain": plain(cfg.pretrain), **debug}
 
     @property
     def network_path(self) -> str:
