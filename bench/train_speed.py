@@ -1,13 +1,13 @@
-"""Training throughput: semiseq (Lightning) against a bare PyTorch loop, same data, batches and seeds.
+"""Training throughput: semiseq (Lightning) against two hand-written PyTorch loops, same data, batches and seeds.
 
-    python bench/train_speed.py [--steps 200] [--warmup 20] [--repeats 3] [--threads 1]
+    python bench/train_speed.py [--steps 200] [--warmup 20] [--repeats 3] [--threads 1] [--clock cpu|wall]
                                 [--vocab V] [--embed 32] [--hidden 128] [--softmax full|adaptive] [--tbptt W]
                                 [--models sa,lm,clf] [--explain]
 
-The defaults take about 5 minutes on 2 CPU cores (``--explain``: about 13; ``--models lm`` or fewer
+The defaults take about 4 minutes on 2 CPU cores (``--explain``: about 12; ``--models lm`` or fewer
 ``--steps``/``--repeats`` for less). For each model (SA-LSTM pretraining, LM-LSTM pretraining, the
-classifier) three runs over the same batches, from the same initial weights, with the recipes of
-conf/train.yaml (Adam, clipping at 5, batch 64 / 20):
+classifier), from the same initial weights, with the recipes of conf/train.yaml (Adam, clipping at 5,
+batch 64 / 20):
 
   semiseq    ``semiseq.tasks.Pretrainer`` / ``ClassifierTask`` fitted by a real ``lightning.Trainer``
              (max_steps, no logger, no checkpoints, no progress bar, no validation) on the batches of a
@@ -15,25 +15,28 @@ conf/train.yaml (Adam, clipping at 5, batch 64 / 20):
   bare nets  the same ``semiseq.nets`` modules and loss functions the task calls, in a hand-written loop
              (zero_grad / forward / loss / backward / clip_grad_norm_ / Adam step) over the same batches,
              collated beforehand;
-  bare hand  the same loop around a hand-written nn.Embedding + nn.LSTM + nn.Linear (plain padded forward;
-             for SA the encoder runs over the padding too, which with bucketed batches costs ~nothing).
+  bare hand  the same loop around a hand-written nn.Embedding + nn.LSTM + nn.Linear (or the adaptive softmax
+             with ``--softmax adaptive``) with a plain padded forward (for SA the encoder runs over the padding
+             too, which with bucketed batches costs ~nothing).
 
-Throughput is real (non-PAD) input tokens per second: the summed lengths of the timed batches (steps
-``--warmup`` to the end) over their time. Each semiseq run is *paired*: a callback runs one bare-nets step
-(another copy of the model, same batch) at the start of every Lightning step and times the two apart,
-so other load on the machine slows both alike; "vs bare nets (paired)" is bare time / Lightning time per
-repeat (median [range]; 0.95 = 5 % framework overhead) and "overhead" the Lightning ms/step minus the
-bare ms/step. Lightning's time runs from the end of one bare step to the start of the next: its hooks,
-the step, epoch ends and data loading. The bare runs alone give the ms/step of a loop with nothing else
-in it; "vs bare hand" compares best runs (not paired, so noisier). The final loss shows that two runs
-did the same work (the classifier's differ through dropout only: each DataLoader epoch draws a seed
-from torch's global RNG, and the paired bare steps draw theirs from it too).
+Every run is *paired*: a callback runs one step of each bare loop (its own copy of the model, the same
+batch, their order alternating) at the start of every Lightning step and times the three apart, so other
+load on the machine slows them alike. "vs bare nets" and "vs bare hand" are bare time / Lightning time per
+repeat (median [range] over repeats; 0.95 = 5 % framework overhead), "overhead" the Lightning ms/step minus
+the hand loop's. Lightning's time runs from the end of one step's bare steps to the start of the next: its
+hooks, the step, epoch ends and data loading. Steps are timed in CPU seconds of this thread by default
+(``--clock cpu``: with one torch thread and no DataLoader workers all the work runs in it, and the time other
+processes hold the core is left out, which on a shared machine is most of the noise); ``--clock wall`` times
+them on the wall clock. Throughput is real (non-PAD) input tokens per second: the summed lengths of the
+timed batches (steps ``--warmup`` to the end) over their time. The final loss shows that the runs did the
+same work (the classifier's differ through dropout only: the paired steps draw their masks from torch's
+global RNG in turn, and each DataLoader epoch draws a seed from it).
 
 ``--vocab V`` trains on a corpus with a V-token vocabulary (``make_corpus(num_symbols=V-3)`` when its
 dense [topics, V, V] transition tables fit in 1 GiB, otherwise the default corpus with its symbols spread
 uniformly over V ids) to show the cost of the output softmax. ``--explain`` adds Lightning runs with
-parts of semiseq's step changed (logging, metric updates, the DataLoader; "proposed" is the fix
-suggested for the logging), and Lightning's own cost per step around an empty step.
+parts of semiseq's step changed (logging, metric updates, the DataLoader), and Lightning's own cost per
+step around an empty step.
 """
 
 from __future__ import annotations
@@ -73,7 +76,11 @@ from semiseq.tasks import ClassifierTask, Pretrainer
 PRETRAIN = {"batch_size": 64, "lr": 3e-3, "grad_clip": 5.0}
 FINETUNE = {"batch_size": 20, "lr": 3e-3, "head_lr": 1e-4, "grad_clip": 5.0}
 HEAD_DIM, HEAD_DROPOUT = 512, 0.5
+CUTOFFS = (2000, 10000)  # the adaptive softmax's (conf/model/lstm.yaml)
 MODELS = {"sa": "SA-LSTM pretrain", "lm": "LM-LSTM pretrain", "clf": "classifier"}
+# cpu: CPU seconds of this thread (one torch thread and no DataLoader workers: all the work runs here), which
+# leaves out the time other processes hold the core; wall: seconds of the clock on the wall
+CLOCKS = {"cpu": time.thread_time, "wall": time.perf_counter}
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -133,7 +140,7 @@ def semiseq_task(model: str, vocab: int, args, classes: int) -> L.LightningModul
                               lr=FINETUNE["lr"], head_lr=FINETUNE["head_lr"], **net)
     network = SequenceAutoencoder if model == "sa" else LanguageModel
     return Pretrainer(model, f"{network.__module__}.{network.__qualname__}", lr=PRETRAIN["lr"], **net,
-                      output={"softmax": args.softmax, "cutoffs": [2000, 10000]}, grad_clip=PRETRAIN["grad_clip"],
+                      output={"softmax": args.softmax, "cutoffs": list(CUTOFFS)}, grad_clip=PRETRAIN["grad_clip"],
                       tbptt_steps=args.tbptt)
 
 
@@ -142,7 +149,7 @@ def semiseq_net(model: str, vocab: int, args, classes: int) -> nn.Module:
     if model == "clf":
         return Classifier(backbone, classes, HEAD_DIM, HEAD_DROPOUT)
     cls = SequenceAutoencoder if model == "sa" else LanguageModel
-    return cls(backbone, 0.0, softmax=args.softmax)
+    return cls(backbone, 0.0, softmax=args.softmax, cutoffs=CUTOFFS)
 
 
 def nets_backward(model: str, net: nn.Module, batch, window: int | None) -> torch.Tensor:
@@ -165,17 +172,22 @@ def nets_backward(model: str, net: nn.Module, batch, window: int | None) -> torc
 
 
 class Hand(nn.Module):
-    """Embedding + LSTM + Linear written out, plain padded forward (parameters created in the same order
-    as semiseq.nets, so the same seed gives the same initial weights)."""
+    """Embedding + LSTM + Linear (or the adaptive softmax: ``softmax='adaptive'``, on the real targets) written out,
+    plain padded forward (parameters created in the same order as semiseq.nets, so the same seed gives the same
+    initial weights)."""
 
-    def __init__(self, model: str, vocab: int, embed: int, hidden: int, classes: int):
+    def __init__(self, model: str, vocab: int, embed: int, hidden: int, classes: int, softmax: str = "full"):
         super().__init__()
         self.model = model
         self.embedding = nn.Embedding(vocab, embed, padding_idx=PAD)
         self.lstm = nn.LSTM(embed, hidden, batch_first=True)
+        cutoffs = [c for c in CUTOFFS if c < vocab - 1]
+        self.adaptive = softmax == "adaptive" and bool(cutoffs)
         if model == "clf":
             self.head = nn.Sequential(nn.Linear(hidden, HEAD_DIM), nn.ReLU(), nn.Dropout(HEAD_DROPOUT),
                                       nn.Linear(HEAD_DIM, classes))
+        elif self.adaptive:
+            self.output = nn.AdaptiveLogSoftmaxWithLoss(hidden, vocab, cutoffs, div_value=4.0)
         else:
             self.output = nn.Linear(hidden, vocab)
 
@@ -190,7 +202,11 @@ class Hand(nn.Module):
             inputs = torch.cat([column + EOS, tokens], 1)
             targets = torch.cat([tokens, column], 1).scatter_(1, lengths[:, None], EOS)
             out, _ = self.lstm(self.embedding(inputs), state)
-            loss = F.cross_entropy(self.output(out).flatten(0, 1), targets.flatten(), ignore_index=PAD)
+            if self.adaptive:
+                real = targets != PAD
+                loss = self.output(out[real], targets[real]).loss
+            else:
+                loss = F.cross_entropy(self.output(out).flatten(0, 1), targets.flatten(), ignore_index=PAD)
         loss.backward()
         return loss
 
@@ -219,40 +235,35 @@ class BareStep:
         return loss
 
 
-def bare_fit(step: BareStep, batches: list, warmup: int) -> tuple[float, float]:
-    """The bare loop alone; returns (seconds from the start of step ``warmup`` to the end, final loss)."""
-    start = None
-    for i, batch in enumerate(batches):
-        if i == warmup:
-            start = time.perf_counter()
-        loss = step(batch)
-    return time.perf_counter() - start, float(loss)
-
-
 class Paired(L.Callback):
-    """Times Lightning's steps and, run between them, a bare-loop step on the same batch (``bare``, another
-    model), from step ``warmup`` on: each Lightning step and its bare twin see the machine in the same
-    state, so other load slows both alike and their ratio stays steady. Lightning's time runs from the end
-    of one bare step to the start of the next (its hooks, step, epoch ends and data loading included).
-    Keeps the last batch and loss, to check that the run saw the pre-collated batches and did the same work."""
+    """Times Lightning's steps and, run between them, one step of each twin loop on the same batch (``twins``:
+    name -> BareStep, each its own model), from step ``warmup`` on: each Lightning step and its twins see the
+    machine in the same state, so other load slows them alike and their ratios stay steady. The twins run in
+    an order rotated step by step. Lightning's time runs from the end of one step's twins to the start of the
+    next (its hooks, step, epoch ends and data loading included). Keeps the last batch and loss, to check that
+    the run saw the pre-collated batches and did the same work."""
 
-    def __init__(self, bare: BareStep, batches: list, warmup: int, steps: int):
-        self.bare_step, self.batches, self.warmup, self.steps = bare, batches, warmup, steps
-        self.lightning = self.bare = 0.0
-        self.mark = self.batch = self.loss = self.bare_loss = None
+    def __init__(self, twins: dict[str, BareStep], batches: list, warmup: int, steps: int, clock=time.thread_time):
+        self.twins, self.batches, self.warmup, self.steps, self.clock = twins, batches, warmup, steps, clock
+        self.lightning, self.twin_time = 0.0, dict.fromkeys(twins, 0.0)
+        self.twin_loss = dict.fromkeys(twins)
+        self.mark = self.batch = self.loss = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        now, i = time.perf_counter(), trainer.global_step
+        now, i = self.clock(), trainer.global_step
         if i > self.warmup:
             self.lightning += now - self.mark
-        self.bare_loss = self.bare_step(self.batches[i])
-        self.mark = time.perf_counter()
-        if i >= self.warmup:
-            self.bare += self.mark - now
+        names = list(self.twins)
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            start = self.clock()
+            self.twin_loss[name] = self.twins[name](self.batches[i])
+            if i >= self.warmup:
+                self.twin_time[name] += self.clock() - start
+        self.mark = self.clock()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step == self.steps:
-            self.lightning += time.perf_counter() - self.mark
+            self.lightning += self.clock() - self.mark
             self.batch = batch
             # manual optimisation returns nothing: the loss logged (as is) or kept by the log patches below
             self.loss = outputs["loss"] if outputs else getattr(pl_module, "last_train_loss", None)
@@ -352,57 +363,57 @@ def run_model(model: str, corpus: Corpus, args) -> list[tuple]:
     batches = collect(datamodule(corpus, model, args.seed), args.steps)
     epoch_len = len(datamodule(corpus, model, args.seed).train_dataloader())
     tokens = sum(int(b[1].sum()) for b in batches[args.warmup:])
-    alone: dict[str, list[tuple[float, float]]] = {}  # run -> [(seconds, final loss)] per repeat
-    paired: dict[str, list[tuple[float, float, float]]] = {}  # run -> [(Lightning s, bare s, final loss)]
+    # run -> one (Lightning s, {twin: s}, Lightning's final loss, {twin: final loss}) per repeat
+    paired: dict[str, list[tuple[float, dict, float, dict]]] = {}
 
-    def bare_nets() -> BareStep:
+    def twins() -> dict[str, BareStep]:
         torch.manual_seed(args.seed)
         net = semiseq_net(model, vocab, args, classes)
-        return BareStep(optimizer(model, net), lambda b: nets_backward(model, net, b, args.tbptt), clip)
+        torch.manual_seed(args.seed)
+        hand = Hand(model, vocab, args.embed, args.hidden, classes, args.softmax)
+        return {"bare nets": BareStep(optimizer(model, net), lambda b: nets_backward(model, net, b, args.tbptt), clip),
+                "bare hand": BareStep(optimizer(model, hand), hand.backward_batch, clip)}
 
-    def fit(name: str, task: L.LightningModule, data, bare: BareStep) -> Paired:
-        result = lightning_fit(task, data, clip, Paired(bare, batches, args.warmup, args.steps))
-        paired.setdefault(name, []).append((result.lightning, result.bare, float(result.loss)))
+    def fit(name: str, task: L.LightningModule, data, bare: dict[str, BareStep]) -> Paired:
+        result = lightning_fit(task, data, clip, Paired(bare, batches, args.warmup, args.steps, CLOCKS[args.clock]))
+        paired.setdefault(name, []).append((result.lightning, result.twin_time, float(result.loss),
+                                            {k: float(v) for k, v in result.twin_loss.items()}))
         return result
 
     variants = explain_variants(model) if args.explain else []
     for _ in range(args.repeats):
         torch.manual_seed(args.seed)
-        hand = Hand(model, vocab, args.embed, args.hidden, classes)
-        alone.setdefault("bare hand", []).append(bare_fit(BareStep(optimizer(model, hand), hand.backward_batch, clip),
-                                                          batches, args.warmup))
-        alone.setdefault("bare nets", []).append(bare_fit(bare_nets(), batches, args.warmup))
-        bare = bare_nets()
-        torch.manual_seed(args.seed)
         task = semiseq_task(model, vocab, args, classes)
-        result = fit("semiseq", task, datamodule(corpus, model, args.seed), bare)
+        result = fit("semiseq", task, datamodule(corpus, model, args.seed), twins())
         if not all(torch.equal(a, b) for a, b in zip(result.batch, batches[-1])):
             raise RuntimeError("Lightning's last batch differs from the pre-collated one")
         for label, ctx, as_list in variants:
-            bare = bare_nets()
             torch.manual_seed(args.seed)
             with ctx():
                 data = Batches(batches, epoch_len) if as_list else datamodule(corpus, model, args.seed)
-                fit(f"semiseq, {label}", semiseq_task(model, vocab, args, classes), data, bare)
+                fit(f"semiseq, {label}", semiseq_task(model, vocab, args, classes), data, twins())
         if args.explain:
             empty, twin = Empty(manual=not task.automatic_optimization, clip=clip), Empty()
             fit("Lightning loop, empty step", empty, datamodule(corpus, model, args.seed),
-                BareStep(torch.optim.Adam(twin.parameters()), empty_backward(twin), clip))
-            paired["Lightning loop, empty step"][-1] = (*paired["Lightning loop, empty step"][-1][:2], float("nan"))
+                {"bare nets": BareStep(torch.optim.Adam(twin.parameters()), empty_backward(twin), clip)})
+            paired["Lightning loop, empty step"][-1] = (*paired["Lightning loop, empty step"][-1][:2], float("nan"), {})
 
     timed, rows = args.steps - args.warmup, []
-    best_hand = min(s for s, _ in alone["bare hand"])
-    for name, rs in alone.items():
-        best = min(s for s, _ in rs)
-        rows.append((name, best, statistics.median(s for s, _ in rs), None, None, best_hand / best, rs[-1][1]))
+
+    def ratios(rs, twin: str) -> list[float] | None:
+        return [t[twin] / light for light, t, _, _ in rs] if twin in rs[0][1] else None
+
+    semiseq = paired["semiseq"]
+    for twin in ("bare hand", "bare nets"):  # the twins' own rows, from the plain semiseq runs
+        times = [t[twin] for _, t, _, _ in semiseq]
+        rows.append((twin, statistics.median(times), None, None, None, semiseq[-1][3][twin]))
     for name, rs in paired.items():
-        best = min(s for s, _, _ in rs)
-        over = statistics.median(light - bare for light, bare, _ in rs)
-        rows.append((name, best, statistics.median(s for s, _, _ in rs), [bare / light for light, bare, _ in rs],
-                     over, best_hand / best, rs[-1][2]))
-    return [(MODELS[model], name, 1000 * best / timed, 1000 * med / timed, tokens / best, ratios,
-             None if over is None else 1000 * over / timed, hand, loss)
-            for name, best, med, ratios, over, hand, loss in rows]
+        over = statistics.median(light - t["bare hand"] for light, t, _, _ in rs) if "bare hand" in rs[0][1] else None
+        rows.append((name, statistics.median(light for light, _, _, _ in rs), ratios(rs, "bare nets"),
+                     ratios(rs, "bare hand"), over, rs[-1][2]))
+    return [(MODELS[model], name, 1000 * med / timed, tokens / med, nets, hand,
+             None if over is None else 1000 * over / timed, loss)
+            for name, med, nets, hand, over, loss in rows]
 
 
 def revision() -> str:
@@ -430,10 +441,12 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--tbptt", type=int, default=None, help="pretrain.tbptt_steps (bare hand ignores it)")
     parser.add_argument("--softmax", default="full", choices=["full", "adaptive"],
-                        help="model.output.softmax for pretraining (bare hand: always full)")
+                        help="model.output.softmax for pretraining (and the bare hand loop's)")
     parser.add_argument("--models", default="sa,lm,clf", help="comma-separated: sa, lm, clf")
     parser.add_argument("--explain", action="store_true", help="also time semiseq with parts changed")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--clock", default="cpu", choices=list(CLOCKS),
+                        help="time steps in CPU seconds of this thread (default) or wall seconds")
     args = parser.parse_args()
     if not 0 <= args.warmup < args.steps:
         parser.error("--warmup must be in [0, --steps)")
@@ -449,16 +462,16 @@ def main() -> None:
           f"softmax {args.softmax}, tbptt {args.tbptt}; {args.steps} steps ({args.warmup} warm-up), {args.repeats} "
           f"repeats\nsemiseq {revision()}, torch {torch.__version__}, lightning {L.__version__}, {args.threads} "
           f"thread(s), {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
-    header = (f"{'model':16s}  {'run':45s} {'ms/step':>7s} {'median':>7s} {'real tok/s':>10s}  "
-              f"{'vs bare nets (paired)':>22s} {'overhead':>8s}  {'vs bare hand':>12s}  final loss")
+    header = (f"{'model':16s}  {'run':45s} {'ms/step':>7s} {'real tok/s':>10s}  {'vs bare nets (paired)':>22s} "
+              f"{'vs bare hand (paired)':>22s} {'overhead':>8s}  final loss")
     print(header)
-    print(f"{'':16s}  {'':45s} {'best':>7s} {'':7s} {'best':>10s}  {'median [range]':>22s} {'ms/step':>8s}  "
-          f"{'best/best':>12s}")
+    print(f"{'':16s}  {'':45s} {'median':>7s} {'':10s}  {'median [range]':>22s} {'median [range]':>22s} "
+          f"{'ms/step':>8s}")
     print("-" * len(header), flush=True)
     for model in args.models.split(","):
-        for m, name, ms, ms_med, tps, ratios, over, hand, loss in run_model(model, corpus, args):
-            print(f"{m:16s}  {name:45s} {ms:7.2f} {ms_med:7.2f} {tps:10,.0f}  {fmt_ratios(ratios):>22s} "
-                  f"{'' if over is None else f'{over:+8.2f}':>8s}  {hand:12.3f}  {loss:.6f}", flush=True)
+        for m, name, ms, tps, nets, hand, over, loss in run_model(model, corpus, args):
+            print(f"{m:16s}  {name:45s} {ms:7.2f} {tps:10,.0f}  {fmt_ratios(nets):>22s} {fmt_ratios(hand):>22s} "
+                  f"{'' if over is None else f'{over:+8.2f}':>8s}  {loss:.6f}", flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

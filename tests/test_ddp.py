@@ -111,11 +111,12 @@ def test_ddp_in_a_local_multirun_is_refused(make_cfg, monkeypatch):
 
 
 def test_bf16_mixed_trains_and_16_mixed_pretraining_is_refused(make_cfg, tmp_path):
-    """trainer=gpu's precision, on the CPU: SA pretraining with truncated BPTT and the classifier run under
-    bf16 autocast (nn.LSTM alone would fail here: oneDNN has no bf16 LSTM on this CPU). Not the adaptive
-    softmax: CPU autocast leaves its log_softmax in bf16 (CUDA's runs it in float32, as its code expects)."""
+    """trainer=gpu's precision, on the CPU: SA pretraining with truncated BPTT and the adaptive softmax, and the
+    classifier, run under bf16 autocast (semiseq.nets.LSTM keeps the LSTM in float32; the adaptive softmax runs in
+    float32 under CPU autocast, which leaves its log_softmax in bf16: objectives.lm.adaptive_nll)."""
     cfg = make_cfg("experiment=smoke", "logger=none", "callbacks=none", "trainer.precision=bf16-mixed",
-                   "pretrain.tbptt_steps=4", f"paths.cache_dir={tmp_path}/cache")
+                   "pretrain.tbptt_steps=4", "model.output.softmax=adaptive", "model.output.cutoffs=[5]",
+                   f"paths.cache_dir={tmp_path}/cache")
     corpus = pipeline.build_corpus(cfg)
     result = pipeline.finetune(cfg, corpus, tmp_path / "run")
     acc, loss = recomputed_test_metrics(result["best_checkpoint"], corpus, bf16=True)  # the tested weights, in bf16

@@ -61,6 +61,19 @@ def test_encode_gives_the_state_at_each_real_end_like_packing():
     torch.testing.assert_close(c, c_ref)
 
 
+def test_encode_hands_the_lstm_contiguous_states_as_cudnn_requires():
+    """cuDNN's LSTM refuses a non-contiguous (h, c) ("rnn: hx is not contiguous"); the CPU one takes it, so the
+    check is written out: every call of encode's segment loop, 2 layers, rows ending at several lengths."""
+    torch.manual_seed(0)
+    bb = Backbone(V, 8, 16, num_layers=2)
+    seen = []
+    bb.lstm.register_forward_pre_hook(lambda module, args: seen.append(args[1]))
+    tokens, lengths = padded_batch([3, 7, 7, 1, 5, 2])
+    bb.encode(tokens, lengths, tuple(torch.randn(2, 6, 16) for _ in range(2)))
+    states = [s for s in seen if s is not None]
+    assert len(states) == len(set(lengths.tolist())) and all(t.is_contiguous() for s in states for t in s)
+
+
 def test_padding_does_not_change_a_prediction_or_a_loss():
     torch.manual_seed(0)
     clf = Classifier(Backbone(V, 8, 16), num_classes=3, hidden_dim=8).eval()

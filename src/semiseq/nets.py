@@ -111,7 +111,8 @@ class Backbone(nn.Module):
             still = int((ends > end).sum())
             done_h.append(h[:, still:active])
             done_c.append(c[:, still:active])
-            state, start, active = (h[:, :still], c[:, :still]), end, still
+            # cuDNN refuses a non-contiguous state, which the rows still running are with more than one layer
+            state, start, active = (h[:, :still].contiguous(), c[:, :still].contiguous()), end, still
         inverse = torch.argsort(order).to(x.device)
         return torch.cat(done_h[::-1], 1)[:, inverse], torch.cat(done_c[::-1], 1)[:, inverse]
 

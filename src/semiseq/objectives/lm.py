@@ -23,6 +23,17 @@ def teacher_forcing(tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.
     return inputs, targets
 
 
+def adaptive_nll(output: nn.AdaptiveLogSoftmaxWithLoss, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Summed negative log-likelihood of ``targets`` [N] given ``out`` [N, H] under the adaptive softmax ``output``.
+    Under CPU autocast (``trainer=gpu trainer.accelerator=cpu``) it runs in float32: CPU autocast leaves log_softmax in
+    bf16, which the adaptive softmax cannot copy into its float32 output. CUDA autocast computes log_softmax in
+    float32, as the adaptive softmax expects, so there its matmuls stay in bf16."""
+    if out.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            return output(out.float(), targets).loss * targets.numel()
+    return output(out, targets).loss * targets.numel()
+
+
 class LanguageModel(nn.Module):
     """Next-token prediction with the backbone (the paper's LM-LSTM).
 
@@ -59,7 +70,7 @@ class LanguageModel(nn.Module):
         real = targets != PAD
         out, targets = self.dropout(out[real]), targets[real]
         if self.adaptive:
-            return self.output(out, targets).loss * targets.numel()
+            return adaptive_nll(self.output, out, targets)
         return F.cross_entropy(self.output(out), targets, reduction="sum")
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, state: State | None = None):
