@@ -13,7 +13,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
@@ -59,12 +59,6 @@ def perturbation(cfg: DictConfig, corpus: Corpus) -> dict | None:
         raise SemiseqError(f"perturbation={cfg.perturbation.name} perturbs word embeddings, and data={corpus.name} "
                            "has real-valued steps (a linear input layer); pass perturbation=none")
     return plain(cfg.perturbation)
-
-
-def reads_unlabeled(cfg: DictConfig) -> bool:
-    """Whether fine-tuning's batches come with unlabeled text: joint training, or a perturbation that reads it."""
-    return cfg.mode.name == "joint" or bool(cfg.perturbation.get("_target_") and
-                                            get_class(cfg.perturbation._target_).reads_unlabeled)
 
 
 def build_classifier(cfg: DictConfig, corpus: Corpus) -> ClassifierTask:
@@ -169,7 +163,9 @@ def finetune(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> dict:
     if source and not cfg.init.checkpoint:
         tracking.use_artifact(loggers, f"pretrained-{source.stem}")  # lineage: the cache entry's artifact -> this run
     start = time.perf_counter()
-    trainer.fit(task, build_datamodule(cfg, corpus, "joint" if reads_unlabeled(cfg) else "classify"),
+    # joint training and a perturbation that needs no labels (VAT) take an unlabeled batch with each labeled one
+    reads_unlabeled = mode == "joint" or bool(task.perturbation and task.perturbation.reads_unlabeled)
+    trainer.fit(task, build_datamodule(cfg, corpus, "joint" if reads_unlabeled else "classify"),
                 ckpt_path=resume_checkpoint(cfg, run_dir), weights_only=True)
     # fast_dev_run (debug=fdr) saves no best checkpoint: it tests the weights as they are after its one step
     best_score = best.best_model_score if best.best_model_path else trainer.callback_metrics.get("val/acc")
