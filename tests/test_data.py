@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
+import torch
 
 from semiseq.data import PAD, BucketBatchSampler, Sequences, collate
+from semiseq.data.corpus import Joined
 from semiseq.data.synthetic import make_corpus
 
 SMALL = dict(num_topics=4, num_symbols=8, num_unlabeled=300, num_train=40, num_val=30, num_test=30)
@@ -82,3 +84,23 @@ def test_each_stage_refuses_only_the_empty_splits_it_reads():
              r"the pretraining text \(unlabeled \+ train\) is empty .*pass e.g. data.corpus.num_unlabeled=20000")]:
         with pytest.raises(SemiseqError, match=f"^synthetic: {message}"):
             setup(task, stage, **sizes)
+
+
+@pytest.mark.parametrize("features", [(), (3,)], ids=["tokens", "pixel rows"])
+@pytest.mark.parametrize("max_len", [None, 7])
+def test_batched_fetch_gives_what_collate_gives(features, max_len):
+    """The DataLoader's batched fetch (Sequences / Joined .__getitems__, a few array operations) makes the same batch,
+    values and dtypes, as collating the rows one by one; Joined rows come from several parts in any order."""
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(3, 50, size=(int(rng.integers(1, 30)), *features)) for _ in range(60)]
+    offsets = np.concatenate([[0], np.cumsum([len(s) for s in seqs])])
+    tokens = np.concatenate(seqs).astype(np.uint8 if features else np.int32)
+    data = Sequences(tokens, offsets, rng.integers(0, 3, 60), max_len=max_len)
+    pool = Joined([Sequences(tokens[:0], np.zeros(1, np.int64)), data, data.truncated(5), data.subset(np.arange(9))])
+    for dataset, n in ((data, 60), (pool, 129)):
+        rows = rng.permutation(n)[:25].tolist()
+        for got, want in zip(dataset.__getitems__(rows), collate([dataset[i] for i in rows])):
+            assert got.dtype == want.dtype and torch.equal(got, want)
+    steps, lengths, _ = data.__getitems__([4])
+    expected = seqs[4][:max_len].astype(np.float32) / 255.0 if features else seqs[4][:max_len]  # pixels in [0, 1]
+    assert lengths.tolist() == [len(expected)] and np.array_equal(steps[0].numpy(), expected)

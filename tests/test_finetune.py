@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 
 from semiseq import SemiseqError, pipeline, stage
@@ -165,3 +166,44 @@ def test_sa_pretraining_can_start_from_word2vec_embeddings(smoke_run, tmp_path):
     assert torch.equal(start, weight)
     key = json.loads(pipeline.cache_entry(cfg, corpus, sa).with_suffix(".json").read_text())["key"]
     assert key["embeddings"] == "word2vec" and key["start"]["objective"] == "word2vec"
+
+
+# --- the epoch's training metrics ----------------------------------------------------------------------------------
+
+class ReadSumsMidEpoch(Callback):
+    """Reads the task's running sums after step 2, as semiseq.resume.LastCheckpoint does when it saves mid-epoch."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx == 2:
+            self.mid = pl_module.train_sums.clone()
+
+
+def test_the_epochs_train_loss_and_accuracy_are_over_all_its_samples():
+    """train/loss and train/acc are the epoch's means over every training sample (batches of unequal sizes weighted by
+    their size), also when the running sums are read mid-epoch; lr=0 and no dropout keep the network fixed, so the
+    expected values come from the network itself, batch by batch."""
+    import lightning as L
+
+    from semiseq.data import SequenceDataModule
+    from semiseq.data.synthetic import make_corpus
+
+    torch.manual_seed(0)
+    corpus = make_corpus(num_unlabeled=0, num_train=45, num_val=10, num_test=10)
+    task = ClassifierTask(corpus.num_classes, len(corpus.vocab), backbone={"embed_dim": 8, "hidden_dim": 16},
+                          head={"hidden_dim": 8, "dropout": 0.0, "readout": "last"}, lr=0.0)
+    dm = SequenceDataModule(corpus, "classify", batch_size=8, seed=0)  # 45 = 5 x 8 + 5: the last batch is smaller
+    reader = ReadSumsMidEpoch()
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, callbacks=[reader])
+    trainer.fit(task, datamodule=dm)
+    task.eval()
+    with torch.no_grad():
+        epoch0 = SequenceDataModule(corpus, "classify", batch_size=8, seed=0).train_dataloader()  # the same order
+        batches = [(task(tokens, lengths), labels) for tokens, lengths, labels in epoch0]
+    losses = torch.cat([F.cross_entropy(logits, labels, reduction="none") for logits, labels in batches])
+    correct = torch.cat([logits.argmax(-1) == labels for logits, labels in batches])
+    assert len(losses) == 45
+    assert trainer.callback_metrics["train/loss"].item() == pytest.approx(losses.mean().item(), rel=1e-5)
+    assert trainer.callback_metrics["train/acc"].item() == pytest.approx(correct.float().mean().item(), abs=1e-6)
+    first = sum(len(labels) for _, labels in batches[:3])
+    assert reader.mid[2].item() == first and reader.mid[1].item() == correct[:first].sum().item()

@@ -64,10 +64,25 @@ class Sequences(Dataset):
         lengths = np.diff(self.offsets)
         return lengths if self.max_len is None else np.minimum(lengths, self.max_len)
 
+    def lengths_of(self, rows: np.ndarray) -> np.ndarray:
+        """The (truncated) lengths of ``rows`` only."""
+        lengths = (self.offsets[rows + 1] - self.offsets[rows]).astype(np.int64)
+        return lengths if self.max_len is None else np.minimum(lengths, self.max_len)
+
     def __getitem__(self, i: int):
         start = self.offsets[i]
         end = self.offsets[i + 1] if self.max_len is None else min(self.offsets[i + 1], start + self.max_len)
         return self.tokens[start:end], -1 if self.labels is None else int(self.labels[i])
+
+    def __getitems__(self, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The DataLoader's batched fetch: ``rows`` as one right-padded batch, what :func:`collate` makes of
+        ``[self[i] for i in rows]``, gathered from the flat array in a few array operations."""
+        rows = np.asarray(rows, dtype=np.int64)
+        lengths = self.lengths_of(rows)
+        steps = _padded(len(rows), lengths, self.tokens.shape[1:])
+        _fill(steps, np.arange(len(rows)), self.tokens, self.offsets[rows], lengths)
+        labels = np.full(len(rows), -1, np.int64) if self.labels is None else self.labels[rows].astype(np.int64)
+        return _tensors(steps, lengths, labels)
 
     def truncated(self, max_len: int | None) -> "Sequences":
         return Sequences(self.tokens, self.offsets, self.labels, max_len)
@@ -111,6 +126,20 @@ class Joined(Dataset):
     def __getitem__(self, i: int):
         k = int(np.searchsorted(self.starts, i, side="right")) - 1
         return self.parts[k][i - self.starts[k]][0], -1
+
+    def __getitems__(self, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`Sequences.__getitems__` across the parts (labels -1)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        part = np.searchsorted(self.starts, rows, side="right") - 1
+        local = rows - self.starts[part]
+        groups = [(self.parts[k], np.flatnonzero(part == k)) for k in np.unique(part)]
+        lengths = np.zeros(len(rows), np.int64)
+        for seqs, at in groups:
+            lengths[at] = seqs.lengths_of(local[at])
+        steps = _padded(len(rows), lengths, self.parts[0].tokens.shape[1:] if self.parts else ())
+        for seqs, at in groups:
+            _fill(steps, at, seqs.tokens, seqs.offsets[local[at]], lengths[at])
+        return _tensors(steps, lengths, np.full(len(rows), -1, np.int64))
 
     def truncated(self, max_len: int | None) -> "Joined":
         return Joined([p.truncated(max_len) for p in self.parts])
@@ -218,21 +247,38 @@ class Corpus:
                                f"{reader} needs it; {fix}")
 
 
+def _padded(rows: int, lengths: np.ndarray, features: tuple) -> np.ndarray:
+    """A batch of ``rows`` x the longest of ``lengths`` steps (x ``features``) filled with PAD, in the dtype the
+    tensors are made from (float32 for real-valued steps); refuses a sequence of length 0."""
+    if lengths.min(initial=1) == 0:
+        raise ValueError("a sequence of length 0 reached the model; drop empty texts when loading the data")
+    dtype = np.float32 if features else np.int64
+    return np.full((rows, lengths.max(initial=0), *features), PAD, dtype=dtype)
+
+
+def _fill(steps: np.ndarray, at: np.ndarray, tokens: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> None:
+    """Copy the sequences ``tokens[starts[i]:starts[i] + lengths[i]]`` into the rows ``at`` of ``steps``."""
+    row, col = np.nonzero(np.arange(steps.shape[1]) < lengths[:, None])
+    steps[at[row], col] = tokens[starts[row] + col]
+
+
+def _tensors(steps: np.ndarray, lengths: np.ndarray, labels: np.ndarray):
+    """(tokens [B, T], lengths [B], labels [B]) as tensors; real-valued steps (uint8) scaled to [0, 1]."""
+    if steps.dtype == np.float32:
+        steps = steps / 255.0
+    return torch.from_numpy(steps), torch.from_numpy(lengths), torch.from_numpy(labels)
+
+
+def batched(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The DataLoader's collate_fn for :class:`Sequences` and :class:`Joined`: their ``__getitems__`` pads."""
+    return batch
+
+
 def collate(batch: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Right-pad a batch: (tokens [B, T] with PAD, lengths [B], labels [B] (-1 when unlabeled)). Steps of
     several uint8 features (pixel rows, [T, F]) become floats in [0, 1], [B, T, F], zero-padded."""
     lengths = np.fromiter((len(t) for t, _ in batch), dtype=np.int64, count=len(batch))
-    if lengths.min(initial=1) == 0:
-        raise ValueError("a sequence of length 0 reached the model; drop empty texts when loading the data")
-    features = np.shape(batch[0][0])[1:]  # lists of ids (inference) have no .shape
-    if features:
-        steps = np.zeros((len(batch), lengths.max(), *features), dtype=np.float32)
-        for row, (seq, _) in enumerate(batch):
-            steps[row, : len(seq)] = seq
-        labels = np.fromiter((y for _, y in batch), dtype=np.int64, count=len(batch))
-        return torch.from_numpy(steps / 255.0), torch.from_numpy(lengths), torch.from_numpy(labels)
-    tokens = np.full((len(batch), lengths.max()), PAD, dtype=np.int64)
+    steps = _padded(len(batch), lengths, np.shape(batch[0][0])[1:])  # lists of ids (inference): no .shape
     for row, (seq, _) in enumerate(batch):
-        tokens[row, : len(seq)] = seq
-    labels = np.fromiter((y for _, y in batch), dtype=np.int64, count=len(batch))
-    return torch.from_numpy(tokens), torch.from_numpy(lengths), torch.from_numpy(labels)
+        steps[row, : len(seq)] = seq
+    return _tensors(steps, lengths, np.fromiter((y for _, y in batch), dtype=np.int64, count=len(batch)))

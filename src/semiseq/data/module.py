@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Sampler
 
-from semiseq.data.corpus import Corpus, Sequences, collate
+from semiseq.data.corpus import Corpus, Sequences, batched
 
 
 class BucketBatchSampler(Sampler[list[int]]):
@@ -108,7 +108,7 @@ class SequenceDataModule(L.LightningDataModule):
                                      num_replicas=replicas, rank=rank)
         # Its own generator: starting an iterator then draws its worker seed from it, not from the global
         # random state, so validating does not shift training's dropout draws (and a resume stays exact).
-        return DataLoader(data, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers,
+        return DataLoader(data, batch_sampler=sampler, collate_fn=batched, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
                           generator=torch.Generator().manual_seed(self.seed))
 
