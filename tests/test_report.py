@@ -128,6 +128,11 @@ def test_paper_rows():
     assert at["key"] == plain["key"]._replace(perturbation="adversarial") and paper_row(at["key"]) is None
     from semiseq.report import markdown
     assert "| adversarial | all | 1 | 0 | 7.00 ± 0.00 |" in markdown(group([plain, at]), {}, "")
+    cfg = {"objective": {"name": "sa", "embeddings": "word2vec"},
+           "model": {"backbone": {"num_layers": 1, "hidden_dim": 1024}}}
+    warm = make_run({"data": "rt", "init": "sa", "test/error": 19.0}, cfg)  # SA pretraining from word2vec vectors
+    assert warm["key"].init == "sa+word2vec" and paper_row(warm["key"]) is None
+    assert make_run({"mode": "pretrain", "objective": "sa"}, cfg)["key"].objective == "sa+word2vec"
     older = make_run({"mode": "pretrain", "objective": "lm"}, {"model": {"num_layers": 1, "hidden_dim": 256}})
     assert older["key"].model == "1x256"  # a run made before model.backbone existed
 

@@ -97,6 +97,8 @@ def make_run(result: dict, cfg: dict, run_dir: Path | None = None) -> dict:
     size = lambda key: _get(cfg, f"model.backbone.{key}", _get(cfg, f"model.{key}", "?"))  # noqa: E731 (older runs)
     model = f"{size('num_layers')}x{size('hidden_dim')}"
     objective = result.get("objective") or _get(cfg, "objective.name", "?")
+    if objective in ("sa", "lm") and _get(cfg, "objective.embeddings"):  # pretraining started from word2vec vectors
+        objective += f"+{_get(cfg, 'objective.embeddings')}"
     run = dict(dir=run_dir, seed=_get(cfg, "seed"), wall_s=result.get("wall_s"), mode=mode)
     if mode == "pretrain":
         return dict(run, key=Pretraining(objective, data, unlabeled, model), loss=result.get("val/loss"),
@@ -105,6 +107,8 @@ def make_run(result: dict, cfg: dict, run_dir: Path | None = None) -> dict:
     if error is None and result.get("test/acc") is not None:
         error = 100 * (1 - result["test/acc"])
     init = result.get("init") or ("random" if objective == "none" or mode == "joint" else objective)
+    if init == objective.partition("+")[0]:
+        init = objective
     readout = result.get("readout") or _get(cfg, "model.head.readout") or "last"
     mode = f"joint-{objective}" if mode == "joint" else mode
     budget = _get(cfg, "data.num_labels")
