@@ -128,24 +128,9 @@ class ClassifierTask(_Task):
         self.aux = token_network(joint["network"], net, joint["output"]) if joint else None  # the same backbone
         self.perturbation = instantiate(perturbation) if perturbation else None
         self.val_acc, self.test_acc = (MulticlassAccuracy(num_classes, average="micro") for _ in range(2))
-        # the epoch's training loss and accuracy: each step's loss, logits and labels are kept on device (no op, no
-        # sync per step) and summed once, at the epoch's end or when semiseq.resume.LastCheckpoint asks mid-epoch
-        self._sums, self._outputs = None, []
-
-    @property
-    def train_sums(self) -> torch.Tensor | None:
-        """[loss * n, correct, n] over the epoch's training steps so far (None before its first)."""
-        if self._outputs:
-            losses, logits, labels = zip(*self._outputs)
-            n = torch.tensor([len(y) for y in labels], dtype=losses[0].dtype, device=losses[0].device)
-            correct = (torch.cat(logits).argmax(-1) == torch.cat(labels)).sum().to(n.dtype)
-            sums = torch.stack([torch.stack(losses) @ n, correct, n.sum()])
-            self._sums, self._outputs = sums if self._sums is None else self._sums + sums, []
-        return self._sums
-
-    @train_sums.setter
-    def train_sums(self, sums: torch.Tensor | None) -> None:
-        self._sums, self._outputs = sums, []
+        # loss * n, correct, n: summed on device, logged once per epoch (no sync per step); mid-epoch,
+        # semiseq.resume.LastCheckpoint keeps them in last.ckpt, so a resumed run reports the whole epoch
+        self.train_sums = None
 
     def forward(self, tokens, lengths):
         return self.net(tokens, lengths)
@@ -193,7 +178,9 @@ class ClassifierTask(_Task):
         else:
             logits = self.net.logits_of(embedded, lengths)
             loss = F.cross_entropy(logits, labels)
-        self._outputs.append((loss.detach(), logits.detach(), labels))
+        n = loss.new_tensor(float(len(labels)))
+        sums = torch.stack([loss.detach() * n, (logits.argmax(-1) == labels).sum().to(n.dtype), n])
+        self.train_sums = sums if self.train_sums is None else self.train_sums + sums
         if self.perturbation:
             loss = loss + self.perturbation.weight * self._perturbation_loss(batch, embedded, lengths, labels,
                                                                              logits, loss)
@@ -223,9 +210,9 @@ class ClassifierTask(_Task):
         return extra
 
     def on_train_epoch_end(self):
-        if (sums := self.train_sums) is not None:
+        if self.train_sums is not None:
             # summed over every DDP process (a no-op in one): the epoch's mean over all its samples
-            loss_sum, correct, n = self.trainer.strategy.reduce(sums, reduce_op="sum")
+            loss_sum, correct, n = self.trainer.strategy.reduce(self.train_sums, reduce_op="sum")
             self.log_dict({"train/loss": loss_sum / n, "train/acc": correct / n}, sync_dist=True)
             self.train_sums = None
 
