@@ -51,10 +51,10 @@ def test_table_aggregates_seeds_and_writes_plots(logs, capsys):
     results = [json.loads((j / "results.json").read_text()) for j in jobs]
     for init in ("random", "sa"):
         errors = [r["test/error"] for r in results if r["init"] == init]
-        row = cells(md, f"| synthetic | finetune | {init} | last | — | 1x16 | — | all |")
-        assert row[8:13] == ["2", "0,1", f"{statistics.mean(errors):.2f} ± {statistics.stdev(errors):.2f}",
+        row = cells(md, f"| synthetic | finetune | {init} | last | — | 1x16 | — | all | — |")
+        assert row[9:14] == ["2", "0,1", f"{statistics.mean(errors):.2f} ± {statistics.stdev(errors):.2f}",
                              f"{min(errors):.2f}", f"{max(errors):.2f}"]
-        assert row[14] == "—"  # the paper has no synthetic data
+        assert row[15] == "—"  # the paper has no synthetic data
     pretrained = [json.loads(p.read_text()) for p in (logs / "smoke").glob("multiruns/*/*/pretrain-sa/results.json")]
     assert len(pretrained) == 2  # pretraining is seeded by the run's seed: one per seed
     row = cells(md, "| sa | synthetic | — | 1x16 |")
@@ -75,7 +75,7 @@ def test_paper_column_for_a_known_variant(logs, tmp_path):
     cfg["data"].update(name="rt", unlabeled="imdb")
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     md = (report([str(tmp_path / "logs")]) / "report.md").read_text()
-    assert cells(md, "| rt | finetune | sa | last | imdb | 1x16 | — | all |")[14] == "18.60 (SA-LSTM, unlabeled IMDB)"
+    assert cells(md, "| rt | finetune | sa | last | imdb | 1x16 | — | all |")[15] == "18.60 (SA-LSTM, unlabeled IMDB)"
 
 
 def test_label_budgets_make_a_label_efficiency_curve(tmp_path):
@@ -95,7 +95,7 @@ def test_label_budgets_make_a_label_efficiency_curve(tmp_path):
             run(init, labels, 0, e0), run(init, labels, 1, e1)
     out = report([str(tmp_path / "logs")], out=str(tmp_path / "r"))
     md = (out / "report.md").read_text()
-    assert cells(md, "| imdb | finetune | sa | last | — | 1x256 | — | 200 |")[8:11] == ["2", "0,1", "29.00 ± 1.41"]
+    assert cells(md, "| imdb | finetune | sa | last | — | 1x256 | — | 200 | — |")[9:12] == ["2", "0,1", "29.00 ± 1.41"]
     assert cells(md, "| imdb | finetune | sa | last | — | 1x256 | — | 1000 |")[-1] == "—"
     assert "![label efficiency](label_efficiency.png)" in md
     with Image.open(out / "label_efficiency.png") as image:
@@ -106,6 +106,68 @@ def test_label_budgets_make_a_label_efficiency_curve(tmp_path):
     curves = label_curves(finetune)
     assert {k.init: {n: sorted(e) for n, e in v.items()} for k, v in curves.items()} == {
         "random": {200: [46, 48], 1000: [38, 40]}, "sa": {200: [28, 30], 1000: [18, 20]}}
+
+
+def test_runs_that_differ_in_fine_tuning_are_told_apart_and_each_init_is_searched_alike(tmp_path):
+    """Runs of one variant at several fine-tuning settings: a row per setting, named by the overrides in which they
+    differ (not by the ones they share, nor by a head_lr equal to the lr), and per variant the setting with the best
+    mean validation accuracy, whose test error is the variant's result: chosen on validation, not on test."""
+    def run(name, init, seed, val, error, lr=1e-3, epochs=4, perturbation="none", epsilon=5.0):
+        folder = tmp_path / "logs" / name / str(seed)
+        (folder / ".hydra").mkdir(parents=True)
+        cfg = {"data": {"name": "rt"}, "objective": {"name": init}, "seed": seed, "mode": {"name": "finetune"},
+               "model": {"backbone": {"num_layers": 1, "hidden_dim": 256}},
+               "finetune": {"lr": lr, "head_lr": lr, "max_epochs": epochs, "batch_size": 32},
+               "perturbation": {"name": perturbation, "epsilon": epsilon}}
+        (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+        (folder / "results.json").write_text(json.dumps({"mode": "finetune", "data": "rt", "init": init,
+                                                         "perturbation": perturbation, "val/acc_best": val,
+                                                         "test/error": error}))
+
+    for seed, (val_low, val_high) in enumerate(((0.70, 0.75), (0.72, 0.77))):
+        run("random-low", "random", seed, val_low, 30.0 + 2 * seed)
+        run("random-high", "random", seed, val_high, 28.0 + seed, lr=3e-3)
+        run("sa-low", "sa", seed, 0.80, 20.0, epsilon=5.0 - 4 * seed)  # an epsilon no perturbation uses: one row
+        run("sa-high", "sa", seed, 0.78, 18.0, lr=3e-3)  # better on test, worse on validation: not chosen
+        run("sa-at-eps1", "sa", seed, 0.81, 17.0, perturbation="adversarial", epsilon=1.0)
+        run("sa-at-eps5", "sa", seed, 0.79, 19.0, perturbation="adversarial")
+        run("word2vec", "word2vec", seed, 0.79, 21.0, epochs=4 + 4 * seed)
+    md = (report([str(tmp_path / "logs")], out=str(tmp_path / "r")) / "report.md").read_text()
+    md, search = md.split("## Fine-tuning search")
+    head = "| rt | finetune | random | last | — | 1x256 | — | all |"
+    assert cells(md, f"{head} finetune.lr=0.001 |")[9:12] == ["2", "0,1", "31.00 ± 1.41"]
+    assert cells(md, f"{head} finetune.lr=0.003 |")[9:12] == ["2", "0,1", "28.50 ± 0.71"]
+    at = "| rt | finetune | sa | last | — | 1x256 | adversarial | all |"
+    assert cells(md, f"{at} perturbation.epsilon=1.0 |")[11] == "17.00 ± 0.00"
+    assert cells(md, f"{at} perturbation.epsilon=5.0 |")[11] == "19.00 ± 0.00"
+    for epochs in (4, 8):  # one seed each: two settings, not one row of two seeds
+        assert cells(md, f"| rt | finetune | word2vec | last | — | 1x256 | — | all | finetune.max_epochs={epochs} |")
+    assert cells(search, f"{head}")[8:] == ["finetune.lr=0.003", "2", "76.00", "2", "0,1", "28.50 ± 0.71", "28.00",
+                                            "29.00"]
+    assert cells(search, "| rt | finetune | sa | last | — | 1x256 | — | all |")[8:12] == [
+        "finetune.lr=0.001", "2", "80.00", "2"]
+    assert cells(search, f"{at}")[8:10] == ["perturbation.epsilon=1.0", "2"]
+
+
+def test_a_finetune_grid_through_train_py_is_searched_per_init(tmp_path):
+    """hparams_search=finetune_grid over two inits: every init gets the same settings, the head at the backbone's
+    rate, and the report picks per init the setting of the best validation accuracy, with that run's test error."""
+    out = train(tmp_path, "-m", "hparams_search=finetune_grid", "init=random,sa", "finetune.lr=0.003,0.03",
+                "logger=csv", "finetune.max_epochs=2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    jobs = sorted((tmp_path / "logs" / "smoke" / "multiruns").glob("*/[0-9]"))
+    runs = [(yaml.safe_load((j / ".hydra" / "config.yaml").read_text()), json.loads((j / "results.json").read_text()))
+            for j in jobs]
+    assert sorted((r["init"], c["finetune"]["lr"]) for c, r in runs) == [
+        ("random", 0.003), ("random", 0.03), ("sa", 0.003), ("sa", 0.03)]
+    assert {c["finetune"]["head_lr"] for c, _ in runs} == {None}
+    md = (report([str(tmp_path / "logs")], out=str(tmp_path / "r")) / "report.md").read_text()
+    search = md.split("## Fine-tuning search")[1].split("## Pretraining")[0]
+    for init in ("random", "sa"):
+        mine = sorted((f"finetune.lr={c['finetune']['lr']}", r) for c, r in runs if r["init"] == init)
+        setting, best = max(mine, key=lambda m: m[1]["val/acc_best"])
+        assert cells(search, f"| synthetic | finetune | {init} | last |")[8:14] == [
+            setting, "2", f"{100 * best['val/acc_best']:.2f}", "1", "0", f"{best['test/error']:.2f} ± 0.00"]
 
 
 def test_paper_rows():
@@ -127,7 +189,7 @@ def test_paper_rows():
     assert plain["key"].perturbation == "" and paper_row(plain["key"]) is not None  # the rows of before
     assert at["key"] == plain["key"]._replace(perturbation="adversarial") and paper_row(at["key"]) is None
     from semiseq.report import markdown
-    assert "| adversarial | all | 1 | 0 | 7.00 ± 0.00 |" in markdown(group([plain, at]), {}, "")
+    assert "| adversarial | all | — | 1 | 0 | 7.00 ± 0.00 |" in markdown(group([plain, at]), {}, "")
     cfg = {"objective": {"name": "sa", "embeddings": "word2vec"},
            "model": {"backbone": {"num_layers": 1, "hidden_dim": 1024}}}
     warm = make_run({"data": "rt", "init": "sa", "test/error": 19.0}, cfg)  # SA pretraining from word2vec vectors
@@ -197,8 +259,8 @@ def test_wandb_runs_through_the_api(tmp_path, monkeypatch, capsys):
     assert FakeApi.calls == [("me/semiseq", {"group": "imdb_sa"})]
     md = (tmp_path / "r" / "report.md").read_text()
     assert "3 finished runs from wandb me/semiseq group imdb_sa (1 incomplete skipped)" in md
-    row = cells(md, "| imdb | finetune | sa | last | — | 1x1024 | — | all |")
-    assert row[8:] == ["2", "0,1", "7.50 ± 0.71", "7.00", "8.00", "200.0", "7.24 (SA-LSTM)"]
+    row = cells(md, "| imdb | finetune | sa | last | — | 1x1024 | — | all | — |")
+    assert row[9:] == ["2", "0,1", "7.50 ± 0.71", "7.00", "8.00", "200.0", "7.24 (SA-LSTM)"]
     assert cells(md, "| lm | imdb | — | 1x1024 |")[4:] == ["1", "4.500", "90.00", "—"]
     assert (tmp_path / "r" / "curves.png").is_file()  # no CSV from wandb: the panels say so
 

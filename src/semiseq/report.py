@@ -4,7 +4,10 @@
 
 A PATH is a run folder, a multirun, an experiment folder (``logs/<name>``) or all of ``logs/``: every
 ``results.json`` below it is a finished run. Fine-tuning runs are grouped into variants (data, mode, init,
-readout, unlabeled source, network) over seeds and folds; pretraining runs get a table of their own.
+readout, unlabeled source, network, perturbation, label budget, and the fine-tuning settings that differ among the
+runs) over seeds and folds; pretraining runs get a table of their own. Where a variant was fine-tuned with several
+settings (a grid, ``hparams_search=finetune_grid``), a search table picks per variant the setting with the best mean
+validation accuracy: the fair comparison, each init searched alike.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import statistics
 import sys
 from datetime import datetime
@@ -47,6 +51,10 @@ PAPER = {
     ("cifar10_rows", "lm", ""): ("LM-LSTM", 18.0),
 }
 INIT_ORDER = ["random", "word2vec", "lm", "sa"]
+# Fine-tuning settings a report tells apart when its runs differ in them (as the override that sets each).
+SETTINGS = ["finetune.lr", "finetune.head_lr", "finetune.max_epochs", "finetune.batch_size", "finetune.weight_decay",
+            "finetune.lr_decay", "finetune.schedule", "finetune.gradual_unfreezing", "model.head.dropout",
+            "model.backbone.embed_dropout", "perturbation.epsilon"]
 
 
 class Variant(NamedTuple):
@@ -58,6 +66,7 @@ class Variant(NamedTuple):
     model: str  # layers x hidden units
     perturbation: str = ""  # of the word embeddings while fine-tuning ("" = none)
     labels: str = ""  # the label budget (data.num_labels; "" = every training label)
+    finetuning: str = ""  # the fine-tuning settings among SETTINGS in which the report's runs differ
 
 
 class Pretraining(NamedTuple):
@@ -113,9 +122,40 @@ def make_run(result: dict, cfg: dict, run_dir: Path | None = None) -> dict:
     mode = f"joint-{objective}" if mode == "joint" else mode
     budget = _get(cfg, "data.num_labels")
     perturbation = result.get("perturbation") or _get(cfg, "perturbation.name") or "none"
+    val_acc = result.get("val/acc_best")
+    settings = {key: _get(cfg, key) for key in SETTINGS}
+    if settings["finetune.head_lr"] == settings["finetune.lr"]:
+        settings["finetune.head_lr"] = None  # null: the head learns at the lr
+    if perturbation == "none":
+        settings["perturbation.epsilon"] = None
     return dict(run, key=Variant(data, mode, init, readout, unlabeled, model,
                                  "" if perturbation == "none" else perturbation, str(budget or "")), error=error,
-                labels=result.get("num_labels"))
+                labels=result.get("num_labels"), settings=settings,
+                val_acc=None if val_acc is None or math.isnan(val_acc) else val_acc)
+
+
+def tell_settings_apart(runs: list[dict]) -> list[dict]:
+    """Fine-tuning runs keyed also by the settings in which they differ from the other runs of their variant
+    (``finetune.lr=0.003``, as the override that sets it; null: the default, e.g. a head at the backbone's rate)."""
+    tagged = []
+    for rs in group(runs).values():
+        varying = [k for k in SETTINGS if len({str(r["settings"].get(k)) for r in rs}) > 1]
+        show = lambda v: "null" if v is None else v  # noqa: E731
+        tagged += [dict(r, key=r["key"]._replace(finetuning=" ".join(f"{k}={show(r['settings'].get(k))}"
+                                                                     for k in varying))) for r in rs]
+    return tagged
+
+
+def search(finetune: dict) -> dict:
+    """Per variant fine-tuned with several settings: {variant without its settings: (the setting with the best mean
+    validation accuracy, the first listed on a tie; how many settings were tried)}."""
+    tried = {}
+    for v, rs in finetune.items():
+        accs = [r["val_acc"] for r in rs if r.get("val_acc") is not None]
+        if v.finetuning and len(accs) == len(rs):
+            tried.setdefault(v._replace(finetuning=""), []).append((statistics.mean(accs), v))
+    return {base: (max(points, key=lambda p: p[0])[1], len(points)) for base, points in tried.items()
+            if len(points) > 1}
 
 
 def _read(path: Path, parse) -> dict:
@@ -167,7 +207,7 @@ def wandb_runs(path: str, group: str) -> tuple[list[dict], int]:
         tags = dict(t.split(":", 1) for t in r.tags or [] if ":" in t)
         result = {"mode": r.job_type, "objective": tags.get("objective") or tags.get("joint"), "init": tags.get("init"),
                   "wall_s": summary.get("_runtime"),
-                  **{k: summary.get(k) for k in ("test/error", "test/acc", "val/loss", "val/ppl")}}
+                  **{k: summary.get(k) for k in ("test/error", "test/acc", "val/acc_best", "val/loss", "val/ppl")}}
         runs.append(make_run(result, dict(r.config)))
     return runs, len(found) - len(runs)
 
@@ -185,21 +225,35 @@ def _mean(runs: list[dict], key: str, fmt: str = "{:.2f}") -> str:
     return fmt.format(statistics.mean(values)) if values else "—"
 
 
+def _cells(v: Variant) -> str:
+    return " | ".join([*(x or "—" for x in v[:-2]), v.labels or "all", v.finetuning or "—"])
+
+
+def _errors(rs: list[dict]) -> str:
+    """n | seeds | mean ± std | min | max of the runs' test errors."""
+    errors, seeds = [r["error"] for r in rs], sorted({str(r["seed"]) for r in rs if r["seed"] is not None})
+    std = statistics.stdev(errors) if len(errors) > 1 else 0.0
+    return (f"{len(rs)} | {','.join(seeds) or '—'} | {statistics.mean(errors):.2f} ± {std:.2f} | {min(errors):.2f} | "
+            f"{max(errors):.2f}")
+
+
 def markdown(finetune: dict, pretrain: dict, header: str) -> str:
     lines = [header]
     if finetune:
         lines += ["", "## Fine-tuning: test error % (lower is better), mean ± std over seeds and folds", "",
-                  "| data | mode | init | readout | unlabeled | model | perturbation | labels | n | seeds "
-                  "| test error % | min | max | wall s | paper |", "|" + "---|" * 15]
+                  "| data | mode | init | readout | unlabeled | model | perturbation | labels | fine-tuning | n "
+                  "| seeds | test error % | min | max | wall s | paper |", "|" + "---|" * 16]
         for v, rs in finetune.items():
-            errors, seeds = [r["error"] for r in rs], sorted({str(r["seed"]) for r in rs if r["seed"] is not None})
-            std = statistics.stdev(errors) if len(errors) > 1 else 0.0
-            paper = paper_row(v)
-            lines.append(f"| {' | '.join(x or '—' for x in v[:-1])} | {v.labels or 'all'} | {len(rs)} | "
-                         f"{','.join(seeds) or '—'} | "
-                         f"{statistics.mean(errors):.2f} ± {std:.2f} | {min(errors):.2f} | {max(errors):.2f} | "
-                         f"{_mean(rs, 'wall_s', '{:.1f}')} | "
-                         f"{f'{paper[1]:.2f} ({paper[0]})' if paper else '—'} |")
+            lines.append(f"| {_cells(v)} | {_errors(rs)} | {_mean(rs, 'wall_s', '{:.1f}')} | "
+                         f"{f'{paper[1]:.2f} ({paper[0]})' if (paper := paper_row(v)) else '—'} |")
+        if best := search(finetune):
+            lines += ["", "## Fine-tuning search: per variant, the setting with the best mean validation accuracy", "",
+                      "| data | mode | init | readout | unlabeled | model | perturbation | labels | best setting "
+                      "| settings tried | val acc % | n | seeds | test error % | min | max |", "|" + "---|" * 16]
+            for v, (chosen, tried) in best.items():
+                rs = finetune[chosen]
+                lines.append(f"| {_cells(chosen)} | {tried} | {100 * statistics.mean(r['val_acc'] for r in rs):.2f} "
+                             f"| {_errors(rs)} |")
     if pretrain:
         lines += ["", "## Pretraining: validation loss at the end, mean over runs", "",
                   "| objective | data | unlabeled | model | n | val/loss | val/ppl | wall s |", "|" + "---|" * 8]
@@ -316,7 +370,7 @@ def report(paths: list[str], out: str | None = None, wandb_path: str | None = No
     sources = [*paths] + ([f"wandb {wandb_path} group {wandb_group}"] if wandb_path else [])
     if not runs:
         raise SemiseqError(f"no finished runs (results.json) in {', '.join(sources)}; {skipped} incomplete")
-    finetune = group([r for r in runs if r["mode"] != "pretrain"])
+    finetune = group(tell_settings_apart([r for r in runs if r["mode"] != "pretrain"]))
     pretrain = group([r for r in runs if r["mode"] == "pretrain"])
     header = (f"# semiseq report\n\n{len(runs)} finished runs from {', '.join(sources)} "
               f"({skipped} incomplete skipped), {datetime.now():%Y-%m-%d %H:%M}.")
