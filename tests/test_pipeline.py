@@ -1,10 +1,13 @@
 """Pretraining, weight transfer and fine-tuning through the real pipeline functions, on tiny data."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from lightning.pytorch import Callback
 
 from semiseq import pipeline, stage
 from semiseq.data.corpus import Vocab, collate
@@ -12,7 +15,7 @@ from semiseq.tasks import ClassifierTask, Pretrainer
 from semiseq.transfer import TransferError, load_backbone
 
 from . import test_data_cifar
-from .conftest import make_objective
+from .conftest import ROOT, make_objective, probe
 
 
 @pytest.fixture
@@ -172,3 +175,32 @@ def test_an_image_checkpoint_refuses_text_clearly(make_cfg, tmp_path):
     model = inference.load(r["best_checkpoint"])
     with pytest.raises(SemiseqError, match="reads pixel rows .*not text"):
         model.predict(["an image?"])
+
+
+class DenormalsFlushed(Callback):
+    seen: list = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):  # 1e-40 is denormal in float32
+        DenormalsFlushed.seen.append((torch.tensor([1e-30]) * torch.tensor([1e-10])).item() == 0.0)
+
+
+def test_every_run_trains_with_denormal_floats_flushed(make_cfg):
+    """Back-propagated through long texts, a random-init LSTM's gradients vanish into denormal floats, which an
+    x86 CPU computes many times slower (bench/denormals.py): pipeline.run flushes them in every stage."""
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush denormal floats")
+    DenormalsFlushed.seen = []
+    pipeline.run(make_cfg("experiment=smoke", "logger=none", "callbacks=none", "finetune.max_epochs=1",
+                          probe(DenormalsFlushed)))
+    assert len(DenormalsFlushed.seen) > 1 and all(DenormalsFlushed.seen)  # pretraining's steps and fine-tuning's
+
+
+def test_the_denormals_benchmark_measures_both_modes_on_the_same_weights():
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "denormals.py"), "--steps", "2", "--length", "40",
+                           "--batch", "4", "--embed", "8", "--hidden", "8", "--vocab", "50"],
+                          capture_output=True, text=True, timeout=120)
+    if "cannot flush" in done.stderr:
+        pytest.skip(done.stderr.strip())
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith(("semiseq", "bare hand"))]
+    assert [r[0] for r in rows] == ["semiseq", "bare"] and all(float(r[-1]) == 0.0 for r in rows)  # no weight moved
