@@ -5,6 +5,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -78,9 +79,16 @@ def test_paper_column_for_a_known_variant(logs, tmp_path):
     assert cells(md, "| rt | finetune | sa | last | imdb | 1x16 | — | all |")[15] == "18.60 (SA-LSTM, unlabeled IMDB)"
 
 
-def test_label_budgets_make_a_label_efficiency_curve(tmp_path):
+def test_label_budgets_make_a_label_efficiency_curve(tmp_path, monkeypatch):
     """Runs at several data.num_labels: a row per budget (no paper value: the paper used every label) and one curve
-    per init over the number of labels, the seeds' spread as error bars."""
+    per init over the number of labels, the seeds' spread as error bars, the log axis ticked at the budgets run."""
+    from matplotlib.figure import Figure
+
+    ticks, savefig = {}, Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, path, **kw: (
+        ticks.setdefault(Path(path).name, [t.get_text() for t in fig.axes[0].get_xticklabels()]),
+        savefig(fig, path, **kw)))
+
     def run(init, labels, seed, error):
         folder = tmp_path / "logs" / f"{init}-{labels}-{seed}"
         (folder / ".hydra").mkdir(parents=True)
@@ -100,6 +108,7 @@ def test_label_budgets_make_a_label_efficiency_curve(tmp_path):
     assert "![label efficiency](label_efficiency.png)" in md
     with Image.open(out / "label_efficiency.png") as image:
         image.verify()
+    assert ticks["label_efficiency.png"] == ["200", "1,000"]
     finetune = group([make_run(json.loads((d / "results.json").read_text()),
                                yaml.safe_load((d / ".hydra" / "config.yaml").read_text()))
                       for d in (tmp_path / "logs").iterdir()])

@@ -329,6 +329,8 @@ def plot(finetune: dict, pretrain: dict, out: Path) -> list[Path]:
             for x in xs:
                 ax.scatter([x] * len(points[x]), points[x], s=10, color=color(i % 10), alpha=0.5)
         ax.set_xscale("log")
+        budgets = sorted({x for points in curves.values() for x in points})  # ticks at the budgets run, not 3x10^2
+        ax.set_xticks(budgets, [f"{x:,}" for x in budgets]), ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.set_xlabel("training labels (log scale)"), ax.set_ylabel("test error % (mean ± std over seeds)")
         ax.set_title("label efficiency"), ax.legend(fontsize=7)
         fig.tight_layout()
