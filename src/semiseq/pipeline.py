@@ -190,7 +190,7 @@ def finetune(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> dict:
 
 def flush_denormals() -> None:
     """Compute with denormal floats as zero, in this thread and the threads it starts. Back-propagated through
-    200 steps, a random-init LSTM's gradients vanish into the denormal range, where an x86 CPU computes up to 17x
+    200 steps, a random-init LSTM's gradients vanish into the denormal range, where an x86 CPU computes them about 12x
     slower (bench/denormals.py); values below 1.2e-38 change no weight. A no-op where unsupported."""
     torch.set_flush_denormal(True)
 
