@@ -88,7 +88,7 @@ def seed_not_an_integer(tmp, ckpt):
 @case
 def not_a_choice(tmp, ckpt):
     return "train.py", [*SMOKE, "model.head.readout=lats"], [
-        "model.head.readout='lats' is not an option; choose one of last, linear_gain",
+        "model.head.readout='lats' is not an option; choose one of last, linear_gain, concat_pool",
         "(did you mean model.head.readout=last?)"]
 
 

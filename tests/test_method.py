@@ -60,6 +60,31 @@ class StepLosses(Callback):
             StepLosses.seen.append((self.gain, self.last, float(outputs["loss"])))
 
 
+class PooledLosses(Callback):
+    """Before each classifier step: the batch's loss computed by hand from concat pooling, each text run through the
+    LSTM alone without padding (its last output, the max and the mean over its outputs, side by side); after it: the
+    loss the step trained on."""
+
+    seen: list = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if not isinstance(pl_module, ClassifierTask):
+            return
+        tokens, lengths, labels = batch
+        net = pl_module.net
+        with torch.no_grad():
+            rows = []
+            for row, n in zip(tokens, lengths.tolist()):
+                out = net.backbone.lstm(net.backbone.embedding(row[None, :n]))[0][0]  # [n, H]
+                rows.append(torch.cat([out[-1], out.max(0).values, out.mean(0)]))
+            self.expected = F.cross_entropy(net.head(torch.stack(rows)), labels).item()
+            self.padded = bool((lengths < tokens.size(1)).any())
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if isinstance(pl_module, ClassifierTask):
+            PooledLosses.seen.append((self.expected, float(outputs["loss"]), self.padded))
+
+
 class OptimizerGroups(Callback):
     """Records each optimizer parameter group's learning rate and parameters, and which parameters are the head."""
 
@@ -146,6 +171,27 @@ def test_linear_gain_readout_is_what_the_classifier_trains_on(smoke_run, tmp_pat
         # the same float32 computation: equal to rounding; the readouts differ by 4e-4 here (random init, ~log 2 each)
         assert trained == pytest.approx(gain, rel=1e-6), (gain, last, trained)
         assert abs(trained - last) > 1e-4, (gain, last, trained)
+
+
+def test_concat_pool_readout_is_what_the_classifier_trains_and_predicts_on(smoke_run, tmp_path):
+    """model.head.readout=concat_pool: each fine-tuning step's loss is the cross-entropy of the head on [last; max;
+    mean] of each text's own LSTM outputs (padding read by none of the three), and the run's test error is the one
+    that readout gives; on a 2-layer network."""
+    cfg, corpus = smoke_run("init=random", "model.backbone.num_layers=2", "model.head.readout=concat_pool",
+                            "model.head.dropout=0", "finetune.max_epochs=1", probe(PooledLosses))
+    assert cfg.model.backbone.dropout == cfg.model.backbone.embed_dropout == 0
+    result = pipeline.finetune(cfg, corpus, tmp_path / "ft")
+    assert result["readout"] == "concat_pool" and len(PooledLosses.seen) == 3
+    assert any(padded for *_, padded in PooledLosses.seen)  # batches with texts of several lengths
+    for expected, trained, _ in PooledLosses.seen:
+        assert trained == pytest.approx(expected, rel=1e-5), (expected, trained)
+    task = ClassifierTask.load_from_checkpoint(result["best_checkpoint"], weights_only=True)
+    assert task.net.head[1].in_features == 3 * cfg.model.backbone.hidden_dim
+    test = corpus.supervised("test")
+    tokens, lengths, labels = collate([test[i] for i in range(len(test))])
+    with torch.no_grad():
+        wrong = (task.net.eval()(tokens, lengths).argmax(-1) != labels).float().mean().item()
+    assert result["test/error"] == pytest.approx(100 * wrong, abs=1e-4)
 
 
 @pytest.mark.parametrize("mode", ["init=random", "mode=joint"])

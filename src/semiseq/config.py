@@ -15,7 +15,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from semiseq import SemiseqError
 
 Softmax = StrEnum("Softmax", ["full", "adaptive"])  # adaptive: much faster for large vocabularies
-Readout = StrEnum("Readout", ["last", "linear_gain"])  # linear_gain: the label at every step, weighted t/(T-1)
+# linear_gain: the label at every step, weighted t/(T-1); concat_pool: [last step; max; mean] over the real steps
+Readout = StrEnum("Readout", ["last", "linear_gain", "concat_pool"])
 ModeName = StrEnum("ModeName", ["pretrain", "finetune", "joint"])
 InitName = StrEnum("InitName", ["pretrained", "random"])  # where fine-tuning's weights come from
 Schedule = StrEnum("Schedule", ["constant", "slanted_triangular"])  # slanted_triangular: ULMFiT's warm-up, then decay

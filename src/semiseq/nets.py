@@ -140,14 +140,20 @@ class Backbone(nn.Module):
 
 
 class Classifier(nn.Module):
-    """Backbone -> last real step -> (the backbone's dropout) ReLU hidden layer with dropout -> class logits."""
+    """Backbone -> a readout of its top-layer outputs -> (the backbone's dropout) ReLU hidden layer with dropout ->
+    class logits. ``readout``: ``last`` reads the last real step; ``concat_pool`` the last real step, the max and the
+    mean over the real steps, side by side (ULMFiT's concat pooling: a 3H-wide head input); ``linear_gain`` trains
+    through :meth:`step_logits` and predicts from the last step."""
 
-    def __init__(self, backbone: Backbone, num_classes: int, hidden_dim: int = 512, dropout: float = 0.5):
+    def __init__(self, backbone: Backbone, num_classes: int, hidden_dim: int = 512, dropout: float = 0.5,
+                 readout: str = "last"):
         super().__init__()
         self.backbone = backbone
+        self.read = concat_pool if readout == "concat_pool" else last_step
+        width = backbone.lstm.hidden_size * (3 if readout == "concat_pool" else 1)
         self.head = nn.Sequential(
             nn.Dropout(backbone.dropout),
-            nn.Linear(backbone.lstm.hidden_size, hidden_dim),
+            nn.Linear(width, hidden_dim),
             nn.ReLU(),
             nn.Dropout(dropout),
             nn.Linear(hidden_dim, num_classes),
@@ -158,8 +164,8 @@ class Classifier(nn.Module):
 
     def logits_of(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The LSTM's input [B, T, E] (:meth:`Backbone.embed`, perhaps perturbed) -> class logits [B, C], read
-        from the top layer's output at the last real token."""
-        return self.head(last_step(self.backbone.lstm(embedded)[0], lengths))
+        from the top layer's outputs at the real tokens."""
+        return self.head(self.read(self.backbone.lstm(embedded)[0], lengths))
 
     def step_logits(self, tokens: torch.Tensor) -> torch.Tensor:
         """Class logits at every step [B, T, C] (the linear-gain readout; padded steps are garbage)."""
@@ -173,6 +179,14 @@ class Classifier(nn.Module):
 def last_step(steps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """[B, T, ...] -> [B, ...]: each row at its last real step."""
     return steps[torch.arange(steps.size(0), device=steps.device), lengths.to(steps.device) - 1]
+
+
+def concat_pool(steps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """[B, T, H] -> [B, 3H]: each row's last real step, and its max and mean over the real steps (padding ignored)."""
+    real = torch.arange(steps.size(1), device=steps.device)[None, :, None] < lengths.to(steps.device)[:, None, None]
+    top = steps.masked_fill(~real, float("-inf")).amax(1)
+    mean = (steps * real).sum(1) / lengths.to(steps.device)[:, None].to(steps.dtype)
+    return torch.cat([last_step(steps, lengths), top, mean], 1)
 
 
 def linear_gain_loss(step_logits: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

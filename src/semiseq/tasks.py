@@ -124,7 +124,7 @@ class ClassifierTask(_Task):
         super().__init__(meta)
         self.save_hyperparameters(ignore=["meta"])
         net = Backbone(vocab_size, input_dim=input_dim, normalized=perturbation is not None, **backbone)
-        self.net = Classifier(net, num_classes, head["hidden_dim"], head["dropout"])
+        self.net = Classifier(net, num_classes, head["hidden_dim"], head["dropout"], head["readout"])
         self.aux = token_network(joint["network"], net, joint["output"]) if joint else None  # the same backbone
         self.perturbation = instantiate(perturbation) if perturbation else None
         self.val_acc, self.test_acc = (MulticlassAccuracy(num_classes, average="micro") for _ in range(2))
@@ -218,7 +218,7 @@ class ClassifierTask(_Task):
 
     def _eval_step(self, batch, acc: MulticlassAccuracy) -> torch.Tensor:
         tokens, lengths, labels = batch
-        logits = self.net(tokens, lengths)  # every readout predicts from the last step
+        logits = self.net(tokens, lengths)  # linear_gain predicts from the last step
         acc.update(logits, labels)
         return F.cross_entropy(logits, labels)
 
