@@ -149,8 +149,9 @@ class Classifier(nn.Module):
                  readout: str = "last"):
         super().__init__()
         self.backbone = backbone
-        self.read = concat_pool if readout == "concat_pool" else last_step
-        width = backbone.lstm.hidden_size * (3 if readout == "concat_pool" else 1)
+        pooled = readout == "concat_pool"
+        self.read = concat_pool if pooled else last_step
+        width = backbone.lstm.hidden_size * (3 if pooled else 1)
         self.head = nn.Sequential(
             nn.Dropout(backbone.dropout),
             nn.Linear(width, hidden_dim),
@@ -183,9 +184,10 @@ def last_step(steps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 def concat_pool(steps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """[B, T, H] -> [B, 3H]: each row's last real step, and its max and mean over the real steps (padding ignored)."""
-    real = torch.arange(steps.size(1), device=steps.device)[None, :, None] < lengths.to(steps.device)[:, None, None]
+    n = lengths.to(steps.device)[:, None]
+    real = (torch.arange(steps.size(1), device=steps.device)[None, :] < n)[:, :, None]
     top = steps.masked_fill(~real, float("-inf")).amax(1)
-    mean = (steps * real).sum(1) / lengths.to(steps.device)[:, None].to(steps.dtype)
+    mean = (steps * real).sum(1) / n.to(steps.dtype)
     return torch.cat([last_step(steps, lengths), top, mean], 1)
 
 

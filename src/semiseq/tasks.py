@@ -218,7 +218,7 @@ class ClassifierTask(_Task):
 
     def _eval_step(self, batch, acc: MulticlassAccuracy) -> torch.Tensor:
         tokens, lengths, labels = batch
-        logits = self.net(tokens, lengths)  # linear_gain predicts from the last step
+        logits = self.net(tokens, lengths)  # the net's readout (linear_gain's: the last step)
         acc.update(logits, labels)
         return F.cross_entropy(logits, labels)
 
