@@ -108,7 +108,8 @@ def setting_of_other_data(tmp, ckpt):
 @case
 def setting_of_another_objective(tmp, ckpt):
     return "train.py", [*SMOKE, "+objective.window=3"], [
-        "objective.window is not a setting of objective=sa (semiseq.objectives.sa.SA takes name, embeddings)",
+        "objective.window is not a setting of objective=sa",
+        "(semiseq.objectives.sa.SA takes name, embeddings, freeze_embeddings)",
         "written for another objective= option"]
 
 
@@ -116,6 +117,13 @@ def setting_of_another_objective(tmp, ckpt):
 def unknown_embeddings(tmp, ckpt):
     return "train.py", [*SMOKE, "objective.embeddings=glove"], [
         "objective.embeddings='glove' is not an option; choose word2vec or null"]
+
+
+@case
+def frozen_random_embeddings(tmp, ckpt):
+    return "train.py", [*SMOKE, "objective.freeze_embeddings=true"], [
+        "objective.freeze_embeddings=true keeps the vectors pretraining starts from",
+        "pass objective.embeddings=word2vec"]
 
 
 @case

@@ -168,6 +168,31 @@ def test_sa_pretraining_can_start_from_word2vec_embeddings(smoke_run, tmp_path):
     assert key["embeddings"] == "word2vec" and key["start"]["objective"] == "word2vec"
 
 
+def test_frozen_word2vec_embeddings_stay_the_vectors_while_the_sa_pretrains(smoke_run, tmp_path):
+    """objective.freeze_embeddings=true: the SA's pretrained embedding is the word2vec vectors to the bit while its
+    LSTM trains; a cache entry of its own (the unfrozen one differs); fine-tuning then trains the embedding again."""
+    cfg, corpus = smoke_run("objective.embeddings=word2vec", "objective.freeze_embeddings=true",
+                            "finetune.max_epochs=1", probe(Steps))
+    r = pipeline.finetune(cfg, corpus, tmp_path / "ft")
+    vectors_cfg, _ = smoke_run("objective=word2vec")
+    vectors = torch.load(pipeline.cache_entry(vectors_cfg, corpus, pipeline.build_objective(vectors_cfg)),
+                         weights_only=True)["state_dict"]
+    sa = pipeline.build_objective(cfg)
+    pretrained = torch.load(pipeline.cache_entry(cfg, corpus, sa), weights_only=True)["state_dict"]
+    assert Path(r["init_checkpoint"]) == pipeline.cache_entry(cfg, corpus, sa)
+    assert torch.equal(pretrained["net.backbone.embedding.weight"], vectors["net.backbone.embedding.weight"])
+    unfrozen_cfg, _ = smoke_run("objective.embeddings=word2vec")
+    unfrozen = pipeline.pretrained(unfrozen_cfg, corpus, pipeline.build_objective(unfrozen_cfg), tmp_path / "u")
+    assert unfrozen != pipeline.cache_entry(cfg, corpus, sa)  # the same recipe, the embedding training
+    moved = torch.load(unfrozen, weights_only=True)["state_dict"]
+    assert not torch.equal(moved["net.backbone.embedding.weight"], vectors["net.backbone.embedding.weight"])
+    lstm = [k for k in pretrained if k.startswith("net.backbone.lstm.")]
+    assert lstm and all(not torch.equal(pretrained[k], moved[k]) for k in lstm)  # both LSTMs trained, differently
+    first, last = Steps.seen[0][2], Steps.seen[-1][2]
+    assert torch.equal(first["net.backbone.embedding.weight"], vectors["net.backbone.embedding.weight"])
+    assert not torch.equal(last["net.backbone.embedding.weight"], first["net.backbone.embedding.weight"])
+
+
 # --- the epoch's training metrics ----------------------------------------------------------------------------------
 
 class ReadSumsMidEpoch(Callback):

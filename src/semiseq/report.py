@@ -107,7 +107,8 @@ def make_run(result: dict, cfg: dict, run_dir: Path | None = None) -> dict:
     model = f"{size('num_layers')}x{size('hidden_dim')}"
     objective = result.get("objective") or _get(cfg, "objective.name", "?")
     if objective in ("sa", "lm") and _get(cfg, "objective.embeddings"):  # pretraining started from word2vec vectors
-        objective += f"+{_get(cfg, 'objective.embeddings')}"
+        objective += f"+{_get(cfg, 'objective.embeddings')}" + ("(frozen)" if _get(cfg, "objective.freeze_embeddings")
+                                                                else "")
     run = dict(dir=run_dir, seed=_get(cfg, "seed"), wall_s=result.get("wall_s"), mode=mode)
     if mode == "pretrain":
         return dict(run, key=Pretraining(objective, data, unlabeled, model), loss=result.get("val/loss"),

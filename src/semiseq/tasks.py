@@ -55,15 +55,18 @@ class _Task(L.LightningModule):
 
 class Pretrainer(_Task):
     """Unsupervised pretraining of ``objective`` (its ``network``: see :mod:`semiseq.objectives`). Logs per-token
-    cross-entropy and perplexity (squared error per step for real-valued steps)."""
+    cross-entropy and perplexity (squared error per step for real-valued steps). ``freeze_embedding``: the
+    backbone's embedding keeps the weights it starts from (loaded after construction) while the rest trains."""
 
     def __init__(self, objective: str, network: str, vocab_size: int, backbone: dict, output: dict,
                  lr: float = 1e-3, weight_decay: float = 0.0, grad_clip: float | None = None,
-                 tbptt_steps: int | None = None, input_dim: int | None = None, meta: dict | None = None):
+                 tbptt_steps: int | None = None, input_dim: int | None = None, meta: dict | None = None,
+                 freeze_embedding: bool = False):
         super().__init__(meta)
         self.save_hyperparameters(ignore=["meta"])
         self.kind = objective
         self.net = token_network(network, Backbone(vocab_size, input_dim=input_dim, **backbone), output)
+        self.net.backbone.embedding.requires_grad_(not freeze_embedding)  # Adam skips tensors without gradients
         self.val_loss = MeanMetric()
         self.automatic_optimization = False  # a step may back-propagate window by window (truncated BPTT)
 

@@ -62,14 +62,19 @@ class Objective:
 class NetworkObjective(Objective):
     """A per-token loss of a network around the backbone (``network``: built from the backbone, the dropout
     on its outputs and ``model.output``), trained with Lightning by :class:`semiseq.tasks.Pretrainer`.
-    ``embeddings='word2vec'`` starts its embedding from word2vec vectors trained on the same text."""
+    ``embeddings='word2vec'`` starts its embedding from word2vec vectors trained on the same text;
+    ``freeze_embeddings`` keeps them as they are while the rest of the network pretrains."""
 
     network: ClassVar[type[nn.Module]]
 
-    def __init__(self, name: str, embeddings: str | None = None):
+    def __init__(self, name: str, embeddings: str | None = None, freeze_embeddings: bool = False):
         if embeddings not in (None, "word2vec"):
             raise SemiseqError(f"objective.embeddings={embeddings!r} is not an option; choose word2vec or null")
-        super().__init__(name, **({"embeddings": embeddings} if embeddings else {}))  # null: the key as before
+        if freeze_embeddings and not embeddings:
+            raise SemiseqError("objective.freeze_embeddings=true keeps the vectors pretraining starts from, and "
+                               "objective.embeddings is null (random ones); pass objective.embeddings=word2vec")
+        super().__init__(name, **({"embeddings": embeddings} if embeddings else {}),  # null / false: the key as before
+                         **({"freeze_embeddings": True} if freeze_embeddings else {}))
 
     def start(self) -> Objective | None:
         """The objective whose weights this one's pretraining starts from (``embeddings``), or None."""
@@ -94,7 +99,8 @@ class NetworkObjective(Objective):
         """The LightningModule that pretrains ``network`` with ``cfg.pretrain``'s recipe."""
         return Pretrainer(self.name, self.network_path, **network_hparams(cfg, corpus),
                           output=plain(cfg.model.output), lr=cfg.pretrain.lr, weight_decay=cfg.pretrain.weight_decay,
-                          grad_clip=cfg.pretrain.grad_clip, tbptt_steps=cfg.pretrain.tbptt_steps)
+                          grad_clip=cfg.pretrain.grad_clip, tbptt_steps=cfg.pretrain.tbptt_steps,
+                          freeze_embedding=self.settings.get("freeze_embeddings", False))
 
     def pretrain(self, cfg: DictConfig, corpus: Corpus, run_dir: Path, one_device: bool = False,
                  start: Path | None = None) -> Path:
