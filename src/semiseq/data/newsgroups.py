@@ -2,8 +2,9 @@
 
 Every post is kept, so the counts match published results. A post whose text is blank (with
 ``headers="strip"``, one whose body after the header block is empty or white space) becomes its
-Subject header, as written (``Re:`` included, folded lines joined by one space); a post whose subject is missing or has no letter or digit becomes ``"(no subject)"``, so every
-post gives at least one token under any tokeniser setting.
+Subject header, as written (``Re:`` included, folded lines joined by one space); a post whose subject is
+missing or has no letter or digit becomes ``"(no subject)"``, so every post gives at least one token under any
+tokeniser setting.
 """
 
 from __future__ import annotations
