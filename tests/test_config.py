@@ -118,7 +118,7 @@ def test_each_paper_row_is_an_experiment_with_its_variant(make_cfg, table):
     for row in rows:
         cfg = make_cfg(f"experiment={row}")
         init, readout, mode = ROWS[row.removeprefix(table + "_")]
-        starts = "random" if cfg.init.name == "random" or cfg.mode.name == "joint" else cfg.objective.name
+        starts = "random" if cfg.init.name == "random" else cfg.objective.name  # mode=joint: init=random
         assert (starts, cfg.model.head.readout, cfg.mode.name) == ("random" if mode == "joint" else init, readout,
                                                                    mode), row
         if init != "random":  # the row's objective (joint: the loss it adds); its `mode=pretrain` pretrains it

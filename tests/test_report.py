@@ -192,6 +192,10 @@ def test_paper_rows():
                       "model": {"backbone": {"num_layers": 1, "hidden_dim": 1024}}})
     assert joint["key"] == Variant("imdb", "joint-sa", "random", "last", "", "1x1024")
     assert paper_row(joint["key"]) == ("SA-LSTM + joint training", 14.70)
+    siatl = make_run({"mode": "joint", "data": "imdb", "init": "sa", "test/error": 8.0},  # joint from the SA weights
+                     {"mode": {"name": "joint"}, "objective": {"name": "sa"},
+                      "model": {"backbone": {"num_layers": 1, "hidden_dim": 1024}}})
+    assert siatl["key"] == Variant("imdb", "joint-sa", "sa", "last", "", "1x1024") and paper_row(siatl["key"]) is None
     plain, at = (make_run({"data": "imdb", "init": "sa", "test/error": e, "perturbation": p},
                           {"seed": 0, "model": {"backbone": {"num_layers": 1, "hidden_dim": 1024}}})
                  for e, p in ((8.0, "none"), (7.0, "adversarial")))

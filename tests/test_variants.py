@@ -6,12 +6,15 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
 
 import semiseq
 from semiseq import pipeline, stage
 from semiseq.nets import Backbone, Classifier, linear_gain_loss
 from semiseq.objectives import word2vec
 from semiseq.tasks import ClassifierTask
+
+from .conftest import probe
 
 
 def test_linear_gain_weights_steps_by_position_over_the_real_length():
@@ -101,6 +104,51 @@ def test_joint_task_shares_one_backbone_and_adds_the_weighted_objective(smoke):
     expected = F.cross_entropy(task.net(tokens, lengths), labels) + 0.5 * aux / task.aux.num_targets(batch[
         "unlabeled"][1])
     assert torch.allclose(loss, expected, atol=1e-6)
+
+
+class JointStart(Callback):
+    """Records the joint objective network's tensors (backbone + output layer) as training starts."""
+
+    seen: list = []
+
+    def on_train_start(self, trainer, pl_module):
+        if isinstance(pl_module, ClassifierTask):  # not the pretraining the cache runs first
+            JointStart.seen.append({k: v.detach().clone() for k, v in pl_module.aux.state_dict().items()})
+
+
+@pytest.mark.parametrize("init", ["init=pretrained", "init=sa"])
+def test_joint_training_from_pretrained_weights_starts_where_pretraining_left_it(smoke, init):
+    """mode=joint init=pretrained (SiATL): the classifier starts from the objective's cached weights, and the loss
+    joint training keeps on starts from the pretrained output layer too; mode=joint alone stays from scratch."""
+    JointStart.seen = []
+    cfg = smoke("mode=joint", init, "logger=none", probe(JointStart))
+    assert cfg.init.name == "pretrained" and cfg.objective.name == "sa"
+    results = pipeline.finetune(cfg, pipeline.build_corpus(cfg), Path(cfg.paths.output_dir))
+    ckpt = torch.load(results["init_checkpoint"], weights_only=True)["state_dict"]
+    pretrained = {k.removeprefix("net."): v for k, v in ckpt.items()}
+    (start,) = JointStart.seen
+    assert set(start) == set(pretrained) and any(k.startswith("output.") for k in start)
+    for name, tensor in start.items():
+        assert torch.equal(tensor, pretrained[name]), name
+    assert results["init"] == "sa" and results["mode"] == "joint" and results["tensors_loaded"] == len(pretrained)
+
+    JointStart.seen = []
+    scratch = smoke("mode=joint", "logger=none", probe(JointStart), "paths.output_dir=" + cfg.paths.output_dir + "2")
+    assert scratch.init.name == "random"  # the paper's joint training: instead of pretraining
+    results = pipeline.finetune(scratch, pipeline.build_corpus(scratch), Path(scratch.paths.output_dir))
+    assert results["init"] == "random" and results["tensors_loaded"] == 0
+    output = [k for k in start if k.startswith("output.")]
+    assert not any(torch.equal(JointStart.seen[0][k], pretrained[k]) for k in output)
+
+
+def test_joint_training_refuses_pretrained_weights_with_another_output_layer(smoke, tmp_path):
+    cfg = smoke("mode=joint", "init=pretrained", "logger=none")
+    corpus = pipeline.build_corpus(cfg)
+    path = pipeline.init_checkpoint(cfg, corpus, tmp_path)  # pretrained with the full softmax
+    other = pipeline.build_classifier(smoke("mode=joint", "model.output.softmax=adaptive", "model.output.cutoffs=[4]",
+                                            "logger=none"), corpus)
+    with pytest.raises(semiseq.transfer.TransferError, match=r"lacks the output layer .*same model.output"):
+        semiseq.transfer.load_backbone(other, path, corpus.vocab.itos, corpus.name)
 
 
 def test_joint_and_linear_gain_runs_end_to_end(smoke, tmp_path):

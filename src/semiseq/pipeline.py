@@ -129,10 +129,10 @@ def pretrain(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> Path:
 
 
 def init_checkpoint(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> Path | None:
-    """The weights fine-tuning starts from: none for ``init=random`` and ``mode=joint`` (random), else
-    ``init.checkpoint``, else the cached ones (pretrained now when absent)."""
+    """The weights fine-tuning (or joint training) starts from: none for ``init=random`` (``mode=joint``'s
+    default), else ``init.checkpoint``, else the cached ones (pretrained now when absent)."""
     objective = build_objective(cfg)
-    if cfg.init.name == "random" or cfg.mode.name == "joint":
+    if cfg.init.name == "random":
         return None
     return Path(cfg.init.checkpoint) if cfg.init.checkpoint else pretrained(cfg, corpus, objective, run_dir)
 

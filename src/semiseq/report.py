@@ -54,7 +54,7 @@ INIT_ORDER = ["random", "word2vec", "lm", "sa"]
 # Fine-tuning settings a report tells apart when its runs differ in them (as the override that sets each).
 SETTINGS = ["finetune.lr", "finetune.head_lr", "finetune.max_epochs", "finetune.batch_size", "finetune.weight_decay",
             "finetune.lr_decay", "finetune.schedule", "finetune.gradual_unfreezing", "model.head.dropout",
-            "model.backbone.embed_dropout", "perturbation.epsilon"]
+            "model.backbone.embed_dropout", "perturbation.epsilon", "mode.weight"]
 
 
 class Variant(NamedTuple):
@@ -92,6 +92,8 @@ def paper_row(v: Variant) -> tuple[str, float] | None:
     if v.labels or v.perturbation:
         return None
     mode, _, objective = v.mode.partition("-")
+    if mode == "joint" and v.init != "random":  # the paper's joint training starts from random weights
+        return None
     layers = v.model.split("x")[0]
     tags = [f"{layers} layers" if layers != "1" else "", v.readout if v.readout != "last" else "",
             "joint" if mode == "joint" else "", f"unlabeled {v.unlabeled}" if v.unlabeled else ""]

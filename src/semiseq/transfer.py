@@ -1,5 +1,5 @@
 """Weight transfer: copy the pretrained backbone (embedding + LSTM) into a classifier, by name,
-with its shapes and vocabulary checked."""
+with its shapes and vocabulary checked (and, for joint training, the objective's output layer too)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from semiseq import SemiseqError
 log = logging.getLogger(__name__)
 
 PREFIX = "net.backbone."
+AUX = "aux."  # a joint classifier's objective network (ClassifierTask.aux), whose backbone is net.backbone
 
 
 class TransferError(SemiseqError):
@@ -65,8 +66,10 @@ def check_vocab(ckpt_vocab: list[str], vocab: list[str], ckpt_name: str, data_na
 
 def load_backbone(model: nn.Module, path: str | Path, vocab: list[str], data_name: str = "?", objective=None) -> int:
     """Copy every ``net.backbone.*`` tensor of the checkpoint into ``model`` (a task whose ``net`` has a
-    ``backbone``). With ``objective`` (a :class:`semiseq.objectives.Objective`), the checkpoint must hold its
-    weights. Returns the number of tensors copied."""
+    ``backbone``), and into a joint classifier's objective network (``aux``) the pretrained one's output layer
+    (``net.output.*``), so that the loss it keeps on starts where pretraining left it. With ``objective`` (a
+    :class:`semiseq.objectives.Objective`), the checkpoint must hold its weights. Returns the number of tensors
+    copied."""
     ckpt = read_checkpoint(path)
     kind = ckpt["semiseq"].get("kind")
     if objective is not None and kind != objective.name:
@@ -80,10 +83,18 @@ def load_backbone(model: nn.Module, path: str | Path, vocab: list[str], data_nam
     if not source:
         raise TransferError(f"checkpoint {path} holds no backbone tensors ({PREFIX}*)")
     target = model.state_dict()
+    output = [k for k in target if k.startswith(AUX) and not k.startswith(AUX + "backbone.")]
+    if output and kind != "word2vec":  # word2vec has no output layer: the joint one starts random
+        source |= {AUX + k.removeprefix("net."): v for k, v in ckpt["state_dict"].items()
+                   if k.startswith("net.") and not k.startswith(PREFIX)}
+        if lacking := [k for k in output if k not in source]:
+            raise TransferError(f"checkpoint {path} lacks the output layer {lacking[0].removeprefix(AUX)} that "
+                                "joint training's objective has: use the same model.output as for pretraining")
     for name, tensor in source.items():
         if name not in target:
-            raise TransferError(f"checkpoint {path} has {name}, which this model lacks: the pretrained network "
-                                "has more layers than model.num_layers")
+            why = ("the pretrained network has more layers than model.num_layers" if name.startswith(PREFIX) else
+                   "it was pretrained with another output layer than model.output")
+            raise TransferError(f"checkpoint {path} has {name}, which this model lacks: {why}")
         if target[name].shape != tensor.shape:
             raise TransferError(f"shape mismatch for {name}: checkpoint {path} has {tuple(tensor.shape)}, the model "
                                 f"has {tuple(target[name].shape)}; use the same model.* sizes as for pretraining")
@@ -95,6 +106,7 @@ def load_backbone(model: nn.Module, path: str | Path, vocab: list[str], data_nam
     with torch.no_grad():
         for name, tensor in source.items():
             target[name].copy_(tensor)
-    log.info("initialised %d backbone tensors (%s parameters) from %s (%s)", len(source),
+    log.info("initialised %d backbone%s tensors (%s parameters) from %s (%s)", len(source),
+             " + output layer" if any(k.startswith(AUX) for k in source) else "",
              f"{sum(t.numel() for t in source.values()):,}", path, ckpt["semiseq"]["kind"])
     return len(source)
