@@ -141,6 +141,20 @@ def test_joint_training_from_pretrained_weights_starts_where_pretraining_left_it
     assert not any(torch.equal(JointStart.seen[0][k], pretrained[k]) for k in output)
 
 
+def test_joint_training_at_weight_zero_trains_the_classifier_as_fine_tuning_does(smoke):
+    """mode=joint init=pretrained mode.weight=0 is fine-tuning from the same weights on the same labeled batches
+    (without dropout: the objective's batches draw no random numbers then), to the same weights."""
+    weights, base = {}, smoke().paths.output_dir
+    for name, extra in (("finetune", []), ("joint", ["mode=joint", "init=pretrained", "mode.weight=0"])):
+        cfg = smoke("logger=none", "model.head.dropout=0", *extra, f"paths.output_dir={base}-{name}")
+        results = pipeline.finetune(cfg, pipeline.build_corpus(cfg), Path(cfg.paths.output_dir))
+        assert results["init"] == "sa" and results["mode"] == name
+        weights[name] = torch.load(results["last_checkpoint"], weights_only=True)["state_dict"]
+    assert {k for k in weights["joint"] if k.startswith("net.")} == set(weights["finetune"])
+    for name, tensor in weights["finetune"].items():
+        assert torch.equal(weights["joint"][name], tensor), name
+
+
 def test_joint_training_refuses_pretrained_weights_with_another_output_layer(smoke, tmp_path):
     cfg = smoke("mode=joint", "init=pretrained", "logger=none")
     corpus = pipeline.build_corpus(cfg)
