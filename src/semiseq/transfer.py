@@ -84,7 +84,7 @@ def load_backbone(model: nn.Module, path: str | Path, vocab: list[str], data_nam
         raise TransferError(f"checkpoint {path} holds no backbone tensors ({PREFIX}*)")
     target = model.state_dict()
     output = [k for k in target if k.startswith(AUX) and not k.startswith(AUX + "backbone.")]
-    if output and kind != "word2vec":  # word2vec has no output layer: the joint one starts random
+    if output:  # joint training: the pretrained output layer too (mode=joint takes sa / lm weights only)
         source |= {AUX + k.removeprefix("net."): v for k, v in ckpt["state_dict"].items()
                    if k.startswith("net.") and not k.startswith(PREFIX)}
         if lacking := [k for k in output if k not in source]:
