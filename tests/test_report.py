@@ -59,7 +59,7 @@ def test_table_aggregates_seeds_and_writes_plots(logs, capsys):
     pretrained = [json.loads(p.read_text()) for p in (logs / "smoke").glob("multiruns/*/*/pretrain-sa/results.json")]
     assert len(pretrained) == 2  # pretraining is seeded by the run's seed: one per seed
     row = cells(md, "| sa | synthetic | — | 1x16 |")
-    assert row[4:6] == ["2", f"{statistics.mean(r['val/loss'] for r in pretrained):.3f}"]
+    assert row[4:7] == ["8", "2", f"{statistics.mean(r['val/loss'] for r in pretrained):.3f}"]
     for name in ("test_error.png", "curves.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         with Image.open(out / name) as image:
@@ -158,6 +158,37 @@ def test_runs_that_differ_in_fine_tuning_are_told_apart_and_each_init_is_searche
     assert cells(search, f"{at}")[8:10] == ["perturbation.epsilon=1.0", "2"]
 
 
+def test_inits_pretrained_for_longer_are_other_inits_each_searched_on_its_own(tmp_path):
+    """SA runs from 10,000 and from 30,000 pretraining steps: two inits (rows, searches and pretraining rows), not one
+    init whose search picks among pretraining lengths; random init, the same in both, stays one row."""
+    def run(name, init, seed, val, error, steps, lr=1e-3, mode="finetune"):
+        folder = tmp_path / "logs" / name / str(seed)
+        (folder / ".hydra").mkdir(parents=True)
+        cfg = {"data": {"name": "rt"}, "objective": {"name": init if init != "random" else "sa"}, "seed": seed,
+               "mode": {"name": mode}, "model": {"backbone": {"num_layers": 1, "hidden_dim": 256}},
+               "finetune": {"lr": lr}, "pretrain": {"max_steps": steps, "batch_size": 64, "lr": 2e-3}}
+        (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+        result = ({"mode": "pretrain", "data": "rt", "objective": init, "val/loss": val} if mode == "pretrain" else
+                  {"mode": "finetune", "data": "rt", "init": init, "val/acc_best": val, "test/error": error})
+        (folder / "results.json").write_text(json.dumps(result))
+
+    for seed in (0, 1):
+        for steps, (val, error) in ((10000, (0.78, 22.0)), (30000, (0.80, 21.0))):
+            run(f"sa{steps}-low", "sa", seed, val, error, steps)
+            run(f"sa{steps}-high", "sa", seed, val - 0.01, error - 1, steps, lr=3e-3)
+            run(f"pretrain{steps}", "sa", seed, steps / 1e4, None, steps, mode="pretrain")
+        run("random", "random", seed, 0.70, 30.0, 5000 * (seed + 1))  # its pretraining settings are never used
+    md = (report([str(tmp_path / "logs")], out=str(tmp_path / "r")) / "report.md").read_text()
+    md, search = md.split("## Fine-tuning search")
+    search, pretraining = search.split("## Pretraining")
+    for steps, error in ((10000, "22.00"), (30000, "21.00")):
+        head = f"| rt | finetune | sa pretrain.max_steps={steps} | last | — | 1x256 | — | all |"
+        assert cells(md, f"{head} finetune.lr=0.001 |")[9:12] == ["2", "0,1", f"{error} ± 0.00"]
+        assert cells(search, head)[8:10] == ["finetune.lr=0.001", "2"]
+        assert cells(pretraining, f"| sa | rt | — | 1x256 | {steps} |")[5] == "2"
+    assert cells(md, "| rt | finetune | random | last | — | 1x256 | — | all | — |")[9] == "2"
+
+
 def test_a_finetune_grid_through_train_py_is_searched_per_init(tmp_path):
     """hparams_search=finetune_grid over two inits: every init gets the same settings, the head at the backbone's
     rate, and the report picks per init the setting of the best validation accuracy, with that run's test error."""
@@ -249,10 +280,10 @@ class FakeApi:
     def runs(self, path, filters):
         self.calls.append((path, filters))
         nested = {"data": {"name": "imdb", "unlabeled": None}, "objective": {"name": "sa"},
-                  "mode": {"name": "finetune"},
+                  "mode": {"name": "finetune"}, "pretrain": {"max_steps": 5000},
                   "model": {"backbone": {"num_layers": 1, "hidden_dim": 1024}}}
         flat = {"data.name": "imdb", "objective.name": "sa", "model.backbone.num_layers": 1,
-                "model.backbone.hidden_dim": 1024}
+                "model.backbone.hidden_dim": 1024, "pretrain.max_steps": 5000}  # the same start: one row
 
         def run(state, job_type, config, seed, tags=(), **summary):
             return SimpleNamespace(state=state, job_type=job_type, tags=list(tags), config=dict(config, seed=seed),
@@ -274,7 +305,7 @@ def test_wandb_runs_through_the_api(tmp_path, monkeypatch, capsys):
     assert "3 finished runs from wandb me/semiseq group imdb_sa (1 incomplete skipped)" in md
     row = cells(md, "| imdb | finetune | sa | last | — | 1x1024 | — | all | — |")
     assert row[9:] == ["2", "0,1", "7.50 ± 0.71", "7.00", "8.00", "200.0", "7.24 (SA-LSTM)"]
-    assert cells(md, "| lm | imdb | — | 1x1024 |")[4:] == ["1", "4.500", "90.00", "—"]
+    assert cells(md, "| lm | imdb | — | 1x1024 |")[4:] == ["5000", "1", "4.500", "90.00", "—"]
     assert (tmp_path / "r" / "curves.png").is_file()  # no CSV from wandb: the panels say so
 
     def offline(*args, **kwargs):

@@ -3,11 +3,12 @@
     python -m semiseq.report PATH [PATH ...] [--out DIR] [--wandb ENTITY/PROJECT --group NAME]
 
 A PATH is a run folder, a multirun, an experiment folder (``logs/<name>``) or all of ``logs/``: every
-``results.json`` below it is a finished run. Fine-tuning runs are grouped into variants (data, mode, init,
-readout, unlabeled source, network, perturbation, label budget, and the fine-tuning settings that differ among the
-runs) over seeds and folds; pretraining runs get a table of their own. Where a variant was fine-tuned with several
-settings (a grid, ``hparams_search=finetune_grid``), a search table picks per variant the setting with the best mean
-validation accuracy: the fair comparison, each init searched alike.
+``results.json`` below it is a finished run. Fine-tuning runs are grouped into variants (data, mode, init — with
+the pretraining settings that differ among its runs, e.g. ``sa pretrain.max_steps=30000`` —, readout, unlabeled
+source, network, perturbation, label budget, and the fine-tuning settings that differ among the runs) over seeds and
+folds; pretraining runs get a table of their own, a row per objective, corpus, network and number of steps. Where a
+variant was fine-tuned with several settings (a grid, ``hparams_search=finetune_grid``), a search table picks per
+variant the setting with the best mean validation accuracy: the fair comparison, each init searched alike.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ INIT_ORDER = ["random", "word2vec", "lm", "sa"]
 SETTINGS = ["finetune.lr", "finetune.head_lr", "finetune.max_epochs", "finetune.batch_size", "finetune.weight_decay",
             "finetune.lr_decay", "finetune.schedule", "finetune.gradual_unfreezing", "model.head.dropout",
             "model.backbone.embed_dropout", "perturbation.epsilon", "mode.weight"]
+# Pretraining settings a report tells apart among runs fine-tuned from pretrained weights (in the init's name: they
+# are another start, not a fine-tuning choice the search may pick among) and in the pretraining table.
+PRETRAINING = ["pretrain.max_steps", "pretrain.batch_size", "pretrain.lr"]
 
 
 class Variant(NamedTuple):
@@ -74,6 +78,7 @@ class Pretraining(NamedTuple):
     data: str
     unlabeled: str
     model: str
+    steps: str = ""  # pretrain.max_steps ("" for word2vec, which counts epochs)
 
 
 def _get(cfg: dict, key: str, default=None):
@@ -113,7 +118,8 @@ def make_run(result: dict, cfg: dict, run_dir: Path | None = None) -> dict:
                                                                 else "")
     run = dict(dir=run_dir, seed=_get(cfg, "seed"), wall_s=result.get("wall_s"), mode=mode)
     if mode == "pretrain":
-        return dict(run, key=Pretraining(objective, data, unlabeled, model), loss=result.get("val/loss"),
+        steps = "" if objective == "word2vec" else str(_get(cfg, "pretrain.max_steps") or "")
+        return dict(run, key=Pretraining(objective, data, unlabeled, model, steps), loss=result.get("val/loss"),
                     ppl=result.get("val/ppl"))
     error = result.get("test/error")
     if error is None and result.get("test/acc") is not None:
@@ -131,21 +137,27 @@ def make_run(result: dict, cfg: dict, run_dir: Path | None = None) -> dict:
         settings["finetune.head_lr"] = None  # null: the head learns at the lr
     if perturbation == "none":
         settings["perturbation.epsilon"] = None
+    pretrained = init.partition("+")[0] not in ("random", "word2vec")
     return dict(run, key=Variant(data, mode, init, readout, unlabeled, model,
                                  "" if perturbation == "none" else perturbation, str(budget or "")), error=error,
                 labels=result.get("num_labels"), settings=settings,
+                pretraining={key: _get(cfg, key) for key in PRETRAINING} if pretrained else {},
                 val_acc=None if val_acc is None or math.isnan(val_acc) else val_acc)
 
 
 def tell_settings_apart(runs: list[dict]) -> list[dict]:
     """Fine-tuning runs keyed also by the settings in which they differ from the other runs of their variant
-    (``finetune.lr=0.003``, as the override that sets it; null: the default, e.g. a head at the backbone's rate)."""
+    (``finetune.lr=0.003``, as the override that sets it; null: the default, e.g. a head at the backbone's rate).
+    Pretrained inits that differ in their pretraining are other inits: ``sa pretrain.max_steps=30000``."""
     tagged = []
+    show = lambda v: "null" if v is None else v  # noqa: E731
     for rs in group(runs).values():
         varying = [k for k in SETTINGS if len({str(r["settings"].get(k)) for r in rs}) > 1]
-        show = lambda v: "null" if v is None else v  # noqa: E731
-        tagged += [dict(r, key=r["key"]._replace(finetuning=" ".join(f"{k}={show(r['settings'].get(k))}"
-                                                                     for k in varying))) for r in rs]
+        starts = [k for k in PRETRAINING if len({str(r["pretraining"].get(k)) for r in rs}) > 1]
+        for r in rs:
+            init = " ".join([r["key"].init, *(f"{k}={show(r['pretraining'].get(k))}" for k in starts)])
+            tagged.append(dict(r, key=r["key"]._replace(
+                init=init, finetuning=" ".join(f"{k}={show(r['settings'].get(k))}" for k in varying))))
     return tagged
 
 
@@ -219,7 +231,8 @@ def group(runs: list[dict]) -> dict:
     by_key = {}
     for r in runs:
         by_key.setdefault(r["key"], []).append(r)
-    order = lambda k: (k[0], k[1], INIT_ORDER.index(k[2]) if k[2] in INIT_ORDER else 9, k)  # noqa: E731
+    init = lambda k: k[2].split(" ")[0]  # noqa: E731 (an init's name, without the pretraining that tells it apart)
+    order = lambda k: (k[0], k[1], INIT_ORDER.index(init(k)) if init(k) in INIT_ORDER else 9, k)  # noqa: E731
     return dict(sorted(by_key.items(), key=lambda kv: order(kv[0])))
 
 
@@ -259,7 +272,8 @@ def markdown(finetune: dict, pretrain: dict, header: str) -> str:
                              f"| {_errors(rs)} |")
     if pretrain:
         lines += ["", "## Pretraining: validation loss at the end, mean over runs", "",
-                  "| objective | data | unlabeled | model | n | val/loss | val/ppl | wall s |", "|" + "---|" * 8]
+                  "| objective | data | unlabeled | model | steps | n | val/loss | val/ppl | wall s |",
+                  "|" + "---|" * 9]
         for k, rs in pretrain.items():
             lines.append(f"| {' | '.join(x or '—' for x in k)} | {len(rs)} | {_mean(rs, 'loss', '{:.3f}')} "
                          f"| {_mean(rs, 'ppl')} | {_mean(rs, 'wall_s', '{:.1f}')} |")
