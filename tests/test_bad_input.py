@@ -109,7 +109,7 @@ def setting_of_other_data(tmp, ckpt):
 def setting_of_another_objective(tmp, ckpt):
     return "train.py", [*SMOKE, "+objective.window=3"], [
         "objective.window is not a setting of objective=sa",
-        "(semiseq.objectives.sa.SA takes name, embeddings, freeze_embeddings)",
+        "(semiseq.objectives.sa.SA takes name, embeddings, freeze_embeddings, noise)",
         "written for another objective= option"]
 
 
@@ -117,6 +117,12 @@ def setting_of_another_objective(tmp, ckpt):
 def unknown_embeddings(tmp, ckpt):
     return "train.py", [*SMOKE, "objective.embeddings=glove"], [
         "objective.embeddings='glove' is not an option; choose word2vec or null"]
+
+
+@case
+def noise_that_is_not_a_probability(tmp, ckpt):
+    return "train.py", [*SMOKE, "objective.noise=1.5"], [
+        "objective.noise=1.5 is the probability of replacing a token; pass one in [0, 1)"]
 
 
 @case

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 
 from semiseq import SemiseqError, pipeline, stage
-from semiseq.data.corpus import stratified
-from semiseq.tasks import ClassifierTask, slanted_triangular
+from semiseq.data.corpus import PAD, UNK, stratified
+from semiseq.tasks import ClassifierTask, Pretrainer, slanted_triangular
 
 from .conftest import probe, read_json
 
@@ -191,6 +191,53 @@ def test_frozen_word2vec_embeddings_stay_the_vectors_while_the_sa_pretrains(smok
     first, last = Steps.seen[0][2], Steps.seen[-1][2]
     assert torch.equal(first["net.backbone.embedding.weight"], vectors["net.backbone.embedding.weight"])
     assert not torch.equal(last["net.backbone.embedding.weight"], first["net.backbone.embedding.weight"])
+
+
+class EncoderReads(Callback):
+    """Every batch of the SA's pretraining and validation: (training?, the batch's tokens, what the encoder read)."""
+
+    seen: list = []
+
+    def on_fit_start(self, trainer, pl_module):
+        if isinstance(pl_module, Pretrainer):
+            encoder = pl_module.net.encoder
+            read = encoder.encode_windows
+
+            def spy(tokens, lengths, window):
+                EncoderReads.seen.append((pl_module.training, self.batch, tokens.clone()))
+                return read(tokens, lengths, window)
+
+            encoder.encode_windows = spy
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.batch = batch[0].clone()
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self.batch = batch[0].clone()
+
+
+def test_a_denoising_sa_reads_corrupted_text_while_training_and_clean_text_otherwise(smoke_run, tmp_path):
+    """objective.noise=0.5 (Hill et al. 2016): while pretraining, the encoder reads each real token as <unk> with
+    probability 0.5 and padding as padding; validation reads the text as it is; the weights get a cache entry of their
+    own; joint training's SA loss corrupts alike."""
+    EncoderReads.seen = []
+    cfg, corpus = smoke_run("objective.noise=0.5", probe(EncoderReads))
+    sa = pipeline.build_objective(cfg)
+    noisy = pipeline.pretrained(cfg, corpus, sa, tmp_path / "noisy")
+    train = [(batch, read) for training, batch, read in EncoderReads.seen if training]
+    val = [(batch, read) for training, batch, read in EncoderReads.seen if not training]
+    assert len(train) == cfg.pretrain.max_steps and val
+    changed = sum(int((batch != read).sum()) for batch, read in train)
+    real = sum(int(((batch != PAD) & (batch != UNK)).sum()) for batch, _ in train)
+    assert all(torch.equal(read[batch != read], torch.full_like(read[batch != read], UNK)) for batch, read in train)
+    assert all(torch.equal(read == PAD, batch == PAD) for batch, read in train)
+    assert 0.45 < changed / real < 0.55, (changed, real)  # 2,000+ tokens: 5 standard deviations either side
+    assert all(torch.equal(batch, read) for batch, read in val)
+    assert read_json(noisy.with_suffix(".json"))["key"]["noise"] == 0.5
+    clean_cfg, _ = smoke_run()
+    assert noisy != pipeline.cache_entry(clean_cfg, corpus, pipeline.build_objective(clean_cfg))
+    joint_cfg, _ = smoke_run("objective.noise=0.5", "mode=joint")
+    assert pipeline.build_classifier(joint_cfg, corpus).aux.noise == 0.5
 
 
 # --- the epoch's training metrics ----------------------------------------------------------------------------------

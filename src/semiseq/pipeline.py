@@ -64,7 +64,8 @@ def perturbation(cfg: DictConfig, corpus: Corpus) -> dict | None:
 def build_classifier(cfg: DictConfig, corpus: Corpus) -> ClassifierTask:
     objective = build_objective(cfg) if cfg.mode.name == "joint" else None
     joint = (dict(objective=objective.name, network=objective.network_path, weight=cfg.mode.weight,
-                  output=plain(cfg.model.output)) if cfg.mode.name == "joint" else None)
+                  output=plain(cfg.model.output), options=objective.network_options) if cfg.mode.name == "joint"
+             else None)
     return ClassifierTask(corpus.num_classes, head=plain(cfg.model.head), lr=cfg.finetune.lr,
                           head_lr=cfg.finetune.head_lr, weight_decay=cfg.finetune.weight_decay,
                           lr_decay=cfg.finetune.lr_decay, schedule=str(cfg.finetune.schedule),

@@ -58,7 +58,7 @@ SETTINGS = ["finetune.lr", "finetune.head_lr", "finetune.max_epochs", "finetune.
             "model.backbone.embed_dropout", "perturbation.epsilon", "mode.weight"]
 # Pretraining settings a report tells apart among runs fine-tuned from pretrained weights (in the init's name: they
 # are another start, not a fine-tuning choice the search may pick among) and in the pretraining table.
-PRETRAINING = ["pretrain.max_steps", "pretrain.batch_size", "pretrain.lr"]
+PRETRAINING = ["pretrain.max_steps", "pretrain.batch_size", "pretrain.lr", "objective.noise"]
 
 
 class Variant(NamedTuple):
@@ -119,6 +119,8 @@ def make_run(result: dict, cfg: dict, run_dir: Path | None = None) -> dict:
     run = dict(dir=run_dir, seed=_get(cfg, "seed"), wall_s=result.get("wall_s"), mode=mode)
     if mode == "pretrain":
         steps = "" if objective == "word2vec" else str(_get(cfg, "pretrain.max_steps") or "")
+        if noise := _get(cfg, "objective.noise"):  # a denoising SA
+            objective += f" objective.noise={noise}"
         return dict(run, key=Pretraining(objective, data, unlabeled, model, steps), loss=result.get("val/loss"),
                     ppl=result.get("val/ppl"))
     error = result.get("test/error")
@@ -141,7 +143,7 @@ def make_run(result: dict, cfg: dict, run_dir: Path | None = None) -> dict:
     return dict(run, key=Variant(data, mode, init, readout, unlabeled, model,
                                  "" if perturbation == "none" else perturbation, str(budget or "")), error=error,
                 labels=result.get("num_labels"), settings=settings,
-                pretraining={key: _get(cfg, key) for key in PRETRAINING} if pretrained else {},
+                pretraining={key: _get(cfg, key) or None for key in PRETRAINING} if pretrained else {},  # 0: unset
                 val_acc=None if val_acc is None or math.isnan(val_acc) else val_acc)
 
 

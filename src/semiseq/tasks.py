@@ -28,10 +28,12 @@ def slanted_triangular(step: int, total: int, cut_frac: float = 0.1, ratio: floa
     return (1 + max(p, 0.0) * (ratio - 1)) / ratio
 
 
-def token_network(network: str, backbone: Backbone, output: dict):
+def token_network(network: str, backbone: Backbone, output: dict, options: dict | None = None):
     """A pretraining objective's network (its class' import path, so that hparams stay primitive) on ``backbone``,
-    with ``model.output``'s softmax and the backbone's output dropout."""
-    return get_class(network)(backbone, backbone.dropout, output["softmax"], tuple(output["cutoffs"]))
+    with ``model.output``'s softmax, the backbone's output dropout and the objective's ``options`` (e.g. the SA's
+    noise)."""
+    return get_class(network)(backbone, backbone.dropout, output["softmax"], tuple(output["cutoffs"]),
+                              **(options or {}))
 
 
 class _Task(L.LightningModule):
@@ -61,11 +63,12 @@ class Pretrainer(_Task):
     def __init__(self, objective: str, network: str, vocab_size: int, backbone: dict, output: dict,
                  lr: float = 1e-3, weight_decay: float = 0.0, grad_clip: float | None = None,
                  tbptt_steps: int | None = None, input_dim: int | None = None, meta: dict | None = None,
-                 freeze_embedding: bool = False):
+                 freeze_embedding: bool = False, network_options: dict | None = None):
         super().__init__(meta)
         self.save_hyperparameters(ignore=["meta"])
         self.kind = objective
-        self.net = token_network(network, Backbone(vocab_size, input_dim=input_dim, **backbone), output)
+        self.net = token_network(network, Backbone(vocab_size, input_dim=input_dim, **backbone), output,
+                                 network_options)
         self.net.backbone.embedding.requires_grad_(not freeze_embedding)  # Adam skips tensors without gradients
         self.val_loss = MeanMetric()
         self.automatic_optimization = False  # a step may back-propagate window by window (truncated BPTT)
@@ -128,7 +131,8 @@ class ClassifierTask(_Task):
         self.save_hyperparameters(ignore=["meta"])
         net = Backbone(vocab_size, input_dim=input_dim, normalized=perturbation is not None, **backbone)
         self.net = Classifier(net, num_classes, head["hidden_dim"], head["dropout"], head["readout"])
-        self.aux = token_network(joint["network"], net, joint["output"]) if joint else None  # the same backbone
+        self.aux = (token_network(joint["network"], net, joint["output"], joint.get("options")) if joint
+                    else None)  # the same backbone
         self.perturbation = instantiate(perturbation) if perturbation else None
         self.val_acc, self.test_acc = (MulticlassAccuracy(num_classes, average="micro") for _ in range(2))
         # loss * n, correct, n: summed on device, logged once per epoch (no sync per step); mid-epoch,

@@ -95,12 +95,18 @@ class NetworkObjective(Objective):
     def network_path(self) -> str:
         return f"{self.network.__module__}.{self.network.__qualname__}"
 
+    @property
+    def network_options(self) -> dict:
+        """The settings ``network`` is built with beyond the backbone and the output layer (none here)."""
+        return {}
+
     def task(self, cfg: DictConfig, corpus: Corpus) -> Pretrainer:
         """The LightningModule that pretrains ``network`` with ``cfg.pretrain``'s recipe."""
         return Pretrainer(self.name, self.network_path, **network_hparams(cfg, corpus),
                           output=plain(cfg.model.output), lr=cfg.pretrain.lr, weight_decay=cfg.pretrain.weight_decay,
                           grad_clip=cfg.pretrain.grad_clip, tbptt_steps=cfg.pretrain.tbptt_steps,
-                          freeze_embedding=self.settings.get("freeze_embeddings", False))
+                          freeze_embedding=self.settings.get("freeze_embeddings", False),
+                          network_options=self.network_options)
 
     def pretrain(self, cfg: DictConfig, corpus: Corpus, run_dir: Path, one_device: bool = False,
                  start: Path | None = None) -> Path:
