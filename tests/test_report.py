@@ -194,6 +194,31 @@ def test_inits_pretrained_for_longer_are_other_inits_each_searched_on_its_own(tm
     assert cells(md, "| rt | finetune | random | last | — | 1x256 | — | all | — |")[9] == "2"
 
 
+def test_a_fixed_pretraining_seed_tells_inits_apart_a_following_one_does_not(tmp_path):
+    """RT's SA pretrained twice (pretrain.seed 0 and 1, each for every fine-tuning seed): two inits, so that the
+    pretraining's own spread shows. Where pretrain.seed follows the seed (each seed pretrains its own, the default),
+    the seeds are one init, averaged."""
+    def run(name, data, seed, pretrain_seed, error):
+        folder = tmp_path / "logs" / name / str(seed)
+        (folder / ".hydra").mkdir(parents=True)
+        cfg = {"data": {"name": data}, "objective": {"name": "sa"}, "seed": seed, "mode": {"name": "finetune"},
+               "model": {"backbone": {"num_layers": 1, "hidden_dim": 256}}, "finetune": {"lr": 1e-3},
+               "pretrain": {"max_steps": 100, "seed": pretrain_seed}}
+        (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+        result = {"mode": "finetune", "data": data, "init": "sa", "val/acc_best": 0.8, "test/error": error}
+        (folder / "results.json").write_text(json.dumps(result))
+
+    for seed in (0, 1, 2):
+        run("sa-p0", "rt", seed, 0, 20.0 + seed)
+        run("sa-p1", "rt", seed, 1, 30.0 + seed)
+        run("sa-follows", "imdb", seed, seed, 10.0 + seed)
+    md = (report([str(tmp_path / "logs")], out=str(tmp_path / "r")) / "report.md").read_text()
+    for pretrain_seed, error in ((0, "21.00"), (1, "31.00")):
+        row = cells(md, f"| rt | finetune | sa pretrain.seed={pretrain_seed} | last |")
+        assert row[9:12] == ["3", "0,1,2", f"{error} ± 1.00"]
+    assert cells(md, "| imdb | finetune | sa | last |")[9:12] == ["3", "0,1,2", "11.00 ± 1.00"]
+
+
 def test_a_finetune_grid_through_train_py_is_searched_per_init(tmp_path):
     """hparams_search=finetune_grid over two inits: every init gets the same settings, the head at the backbone's
     rate, and the report picks per init the setting of the best validation accuracy, with that run's test error."""

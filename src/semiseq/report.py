@@ -57,8 +57,9 @@ SETTINGS = ["finetune.lr", "finetune.head_lr", "finetune.max_epochs", "finetune.
             "finetune.lr_decay", "finetune.schedule", "finetune.gradual_unfreezing", "model.head.dropout",
             "model.backbone.embed_dropout", "perturbation.epsilon", "mode.weight"]
 # Pretraining settings a report tells apart among runs fine-tuned from pretrained weights (in the init's name: they
-# are another start, not a fine-tuning choice the search may pick among) and in the pretraining table.
-PRETRAINING = ["pretrain.max_steps", "pretrain.batch_size", "pretrain.lr", "objective.noise"]
+# are another start, not a fine-tuning choice the search may pick among) and in the pretraining table. pretrain.seed
+# tells them apart only where it is fixed (rt_cpu's 0); where it follows the seed, each seed pretrains its own.
+PRETRAINING = ["pretrain.max_steps", "pretrain.batch_size", "pretrain.lr", "objective.noise", "pretrain.seed"]
 
 
 class Variant(NamedTuple):
@@ -143,7 +144,8 @@ def make_run(result: dict, cfg: dict, run_dir: Path | None = None) -> dict:
     return dict(run, key=Variant(data, mode, init, readout, unlabeled, model,
                                  "" if perturbation == "none" else perturbation, str(budget or "")), error=error,
                 labels=result.get("num_labels"), settings=settings,
-                pretraining={key: _get(cfg, key) or None for key in PRETRAINING} if pretrained else {},  # 0: unset
+                pretraining={key: _get(cfg, key) if key == "pretrain.seed" else _get(cfg, key) or None  # 0: unset
+                             for key in PRETRAINING} if pretrained else {},
                 val_acc=None if val_acc is None or math.isnan(val_acc) else val_acc)
 
 
@@ -155,7 +157,8 @@ def tell_settings_apart(runs: list[dict]) -> list[dict]:
     show = lambda v: "null" if v is None else v  # noqa: E731
     for rs in group(runs).values():
         varying = [k for k in SETTINGS if len({str(r["settings"].get(k)) for r in rs}) > 1]
-        starts = [k for k in PRETRAINING if len({str(r["pretraining"].get(k)) for r in rs}) > 1]
+        starts = [k for k in PRETRAINING if len({str(r["pretraining"].get(k)) for r in rs}) > 1
+                  and not (k == "pretrain.seed" and all(r["pretraining"][k] == r["seed"] for r in rs))]
         for r in rs:
             init = " ".join([r["key"].init, *(f"{k}={show(r['pretraining'].get(k))}" for k in starts)])
             tagged.append(dict(r, key=r["key"]._replace(
