@@ -158,7 +158,7 @@ def tell_settings_apart(runs: list[dict]) -> list[dict]:
     for rs in group(runs).values():
         varying = [k for k in SETTINGS if len({str(r["settings"].get(k)) for r in rs}) > 1]
         starts = [k for k in PRETRAINING if len({str(r["pretraining"].get(k)) for r in rs}) > 1
-                  and not (k == "pretrain.seed" and all(r["pretraining"][k] == r["seed"] for r in rs))]
+                  and not (k == "pretrain.seed" and all(r["pretraining"].get(k) == r["seed"] for r in rs))]
         for r in rs:
             init = " ".join([r["key"].init, *(f"{k}={show(r['pretraining'].get(k))}" for k in starts)])
             tagged.append(dict(r, key=r["key"]._replace(
