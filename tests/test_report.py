@@ -197,26 +197,41 @@ def test_inits_pretrained_for_longer_are_other_inits_each_searched_on_its_own(tm
 def test_a_fixed_pretraining_seed_tells_inits_apart_a_following_one_does_not(tmp_path):
     """RT's SA pretrained twice (pretrain.seed 0 and 1, each for every fine-tuning seed): two inits, so that the
     pretraining's own spread shows. Where pretrain.seed follows the seed (each seed pretrains its own, the default),
-    the seeds are one init, averaged."""
-    def run(name, data, seed, pretrain_seed, error):
+    the seeds are one init, averaged. The same for word2vec's vectors (their seed is all that tells them apart: a
+    step count their runs happen to differ in does not) and for the pretraining rows."""
+    def run(name, data, seed, pretrain_seed, error, init="sa", steps=100, mode="finetune"):
         folder = tmp_path / "logs" / name / str(seed)
         (folder / ".hydra").mkdir(parents=True)
-        cfg = {"data": {"name": data}, "objective": {"name": "sa"}, "seed": seed, "mode": {"name": "finetune"},
+        cfg = {"data": {"name": data}, "objective": {"name": init}, "seed": seed, "mode": {"name": mode},
                "model": {"backbone": {"num_layers": 1, "hidden_dim": 256}}, "finetune": {"lr": 1e-3},
-               "pretrain": {"max_steps": 100, "seed": pretrain_seed}}
+               "pretrain": {"max_steps": steps, "seed": pretrain_seed}}
         (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
-        result = {"mode": "finetune", "data": data, "init": "sa", "val/acc_best": 0.8, "test/error": error}
+        result = ({"mode": "pretrain", "data": data, "objective": init, "val/loss": error} if mode == "pretrain" else
+                  {"mode": "finetune", "data": data, "init": init, "val/acc_best": 0.8, "test/error": error})
         (folder / "results.json").write_text(json.dumps(result))
 
     for seed in (0, 1, 2):
         run("sa-p0", "rt", seed, 0, 20.0 + seed)
         run("sa-p1", "rt", seed, 1, 30.0 + seed)
         run("sa-follows", "imdb", seed, seed, 10.0 + seed)
+        run("w2v-p0", "rt", seed, 0, 40.0 + seed, init="word2vec", steps=100)
+        run("w2v-p1", "rt", seed, 1, 50.0 + seed, init="word2vec", steps=200)
+        run("w2v-steps", "imdb", seed, 0, 60.0 + seed, init="word2vec", steps=100 * (seed + 1))
+        run("pretrain-follows", "imdb", seed, seed, 1.0 + seed, mode="pretrain")
+    run("pretrain-p0", "rt", 0, 0, 2.0, mode="pretrain")
+    run("pretrain-p1", "rt", 0, 1, 3.0, mode="pretrain")
     md = (report([str(tmp_path / "logs")], out=str(tmp_path / "r")) / "report.md").read_text()
-    for pretrain_seed, error in ((0, "21.00"), (1, "31.00")):
+    md, pretraining = md.split("## Pretraining")
+    for pretrain_seed, sa, word2vec in ((0, "21.00", "41.00"), (1, "31.00", "51.00")):
         row = cells(md, f"| rt | finetune | sa pretrain.seed={pretrain_seed} | last |")
-        assert row[9:12] == ["3", "0,1,2", f"{error} ± 1.00"]
+        assert row[9:12] == ["3", "0,1,2", f"{sa} ± 1.00"]
+        row = cells(md, f"| rt | finetune | word2vec pretrain.seed={pretrain_seed} | last |")
+        assert row[9:12] == ["3", "0,1,2", f"{word2vec} ± 1.00"]
+        row = cells(pretraining, f"| sa pretrain.seed={pretrain_seed} | rt |")
+        assert row[5:7] == ["1", f"{2 + pretrain_seed}.000"]
     assert cells(md, "| imdb | finetune | sa | last |")[9:12] == ["3", "0,1,2", "11.00 ± 1.00"]
+    assert cells(md, "| imdb | finetune | word2vec | last |")[9:12] == ["3", "0,1,2", "61.00 ± 1.00"]
+    assert cells(pretraining, "| sa | imdb |")[5:7] == ["3", "2.000"]
 
 
 def test_a_finetune_grid_through_train_py_is_searched_per_init(tmp_path):

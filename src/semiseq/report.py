@@ -58,7 +58,8 @@ SETTINGS = ["finetune.lr", "finetune.head_lr", "finetune.max_epochs", "finetune.
             "model.backbone.embed_dropout", "perturbation.epsilon", "mode.weight"]
 # Pretraining settings a report tells apart among runs fine-tuned from pretrained weights (in the init's name: they
 # are another start, not a fine-tuning choice the search may pick among) and in the pretraining table. pretrain.seed
-# tells them apart only where it is fixed (rt_cpu's 0); where it follows the seed, each seed pretrains its own.
+# tells them apart only where it is fixed (rt_cpu's 0); where it follows the seed, each seed pretrains its own. Of a
+# word2vec init only pretrain.seed (its vectors' seed) counts.
 PRETRAINING = ["pretrain.max_steps", "pretrain.batch_size", "pretrain.lr", "objective.noise", "pretrain.seed"]
 
 
@@ -123,7 +124,7 @@ def make_run(result: dict, cfg: dict, run_dir: Path | None = None) -> dict:
         if noise := _get(cfg, "objective.noise"):  # a denoising SA
             objective += f" objective.noise={noise}"
         return dict(run, key=Pretraining(objective, data, unlabeled, model, steps), loss=result.get("val/loss"),
-                    ppl=result.get("val/ppl"))
+                    ppl=result.get("val/ppl"), pretraining={"pretrain.seed": _get(cfg, "pretrain.seed")})
     error = result.get("test/error")
     if error is None and result.get("test/acc") is not None:
         error = 100 * (1 - result["test/acc"])
@@ -140,13 +141,32 @@ def make_run(result: dict, cfg: dict, run_dir: Path | None = None) -> dict:
         settings["finetune.head_lr"] = None  # null: the head learns at the lr
     if perturbation == "none":
         settings["perturbation.epsilon"] = None
-    pretrained = init.partition("+")[0] not in ("random", "word2vec")
+    start = init.partition("+")[0]  # word2vec's vectors depend on no step count or rate: only its seed tells them apart
+    pretraining = [] if start == "random" else ["pretrain.seed"] if start == "word2vec" else PRETRAINING
     return dict(run, key=Variant(data, mode, init, readout, unlabeled, model,
                                  "" if perturbation == "none" else perturbation, str(budget or "")), error=error,
                 labels=result.get("num_labels"), settings=settings,
                 pretraining={key: _get(cfg, key) if key == "pretrain.seed" else _get(cfg, key) or None  # 0: unset
-                             for key in PRETRAINING} if pretrained else {},
+                             for key in pretraining},
                 val_acc=None if val_acc is None or math.isnan(val_acc) else val_acc)
+
+
+def _starts(rs: list[dict], keys: list[str]) -> list[str]:
+    """The pretraining settings among keys in which runs differ; pretrain.seed only where it does not follow the seed
+    (there each seed pretrains its own, and the seeds are one init)."""
+    return [k for k in keys if len({str(r["pretraining"].get(k)) for r in rs}) > 1
+            and not (k == "pretrain.seed" and all(r["pretraining"].get(k) == r["seed"] for r in rs))]
+
+
+def tell_pretrainings_apart(runs: list[dict]) -> list[dict]:
+    """Pretraining runs of one recipe with fixed pretrain seeds that differ: a row each (``sa pretrain.seed=1``)."""
+    tagged = []
+    for rs in group(runs).values():
+        split = _starts(rs, ["pretrain.seed"])
+        for r in rs:
+            name = f"{r['key'].objective} pretrain.seed={r['pretraining']['pretrain.seed']}"
+            tagged.append(dict(r, key=r["key"]._replace(objective=name)) if split else r)
+    return tagged
 
 
 def tell_settings_apart(runs: list[dict]) -> list[dict]:
@@ -157,8 +177,7 @@ def tell_settings_apart(runs: list[dict]) -> list[dict]:
     show = lambda v: "null" if v is None else v  # noqa: E731
     for rs in group(runs).values():
         varying = [k for k in SETTINGS if len({str(r["settings"].get(k)) for r in rs}) > 1]
-        starts = [k for k in PRETRAINING if len({str(r["pretraining"].get(k)) for r in rs}) > 1
-                  and not (k == "pretrain.seed" and all(r["pretraining"].get(k) == r["seed"] for r in rs))]
+        starts = _starts(rs, PRETRAINING)
         for r in rs:
             init = " ".join([r["key"].init, *(f"{k}={show(r['pretraining'].get(k))}" for k in starts)])
             tagged.append(dict(r, key=r["key"]._replace(
@@ -395,7 +414,7 @@ def report(paths: list[str], out: str | None = None, wandb_path: str | None = No
     if not runs:
         raise SemiseqError(f"no finished runs (results.json) in {', '.join(sources)}; {skipped} incomplete")
     finetune = group(tell_settings_apart([r for r in runs if r["mode"] != "pretrain"]))
-    pretrain = group([r for r in runs if r["mode"] == "pretrain"])
+    pretrain = group(tell_pretrainings_apart([r for r in runs if r["mode"] == "pretrain"]))
     header = (f"# semiseq report\n\n{len(runs)} finished runs from {', '.join(sources)} "
               f"({skipped} incomplete skipped), {datetime.now():%Y-%m-%d %H:%M}.")
     out = out_dir(out, paths)
