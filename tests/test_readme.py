@@ -1,11 +1,12 @@
-"""Every `python train.py ...` and `python eval.py ...` command of README.md's ```bash blocks composes as Hydra
-composes it when the command runs, and each of its jobs passes `semiseq.cli.check` (what the entry point checks
-before it runs anything). Without `-m` (and no `hydra.mode: MULTIRUN` from the config) that is one config of all the
-overrides; with it, Hydra first composes the master config from the overrides that are not sweeps (so `data.root=`
-needs a `data=` that has the key), then each job: here every value of each sweep (those of `hydra.sweeper.params`
-too, an interval by its bounds) with the other sweeps at their first. Commands run in an empty folder: the
-README's paths need not exist, as composing reads none of them. Placeholders compose as strings: `PATH` and `...`
-as they are, `<run>` as `run` (Hydra, like the shell, takes no `<`)."""
+"""Every `python train.py ...` and `python eval.py ...` command in the ```bash blocks of README.md and of the
+measurement logs beside the reports (docs/<dataset>/README.md) composes as Hydra composes it when the command runs,
+and each of its jobs passes `semiseq.cli.check` (what the entry point checks before it runs anything). Without `-m`
+(and no `hydra.mode: MULTIRUN` from the config) that is one config of all the overrides; with it, Hydra first
+composes the master config from the overrides that are not sweeps (so `data.root=` needs a `data=` that has the
+key), then each job: here every value of each sweep (those of `hydra.sweeper.params` too, an interval by its bounds)
+with the other sweeps at their first. Commands run in an empty folder: the README's paths need not exist, as
+composing reads none of them. Placeholders compose as strings: `PATH` and `...` as they are, `<run>` as `run`
+(Hydra, like the shell, takes no `<`)."""
 
 import re
 import shlex
@@ -39,9 +40,9 @@ def shell_words(line: str) -> list[str]:
     return list(lexer)
 
 
-def readme_commands(path: Path = ROOT / "README.md") -> list[tuple[int, list[str], dict[str, str]]]:
-    """(line number, words from the script on, the VAR="..." values set above it in its block) of each README
-    command that runs an entry point; backslash continuations joined."""
+def readme_commands(path: Path = ROOT / "README.md") -> list[tuple[str, list[str], dict[str, str]]]:
+    """(file:line, words from the script on, the VAR="..." values set above it in its block) of each command of a
+    markdown file that runs an entry point; backslash continuations joined."""
     commands, in_bash, pending, start = [], False, "", 0
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if line.startswith("```"):
@@ -67,18 +68,18 @@ def readme_commands(path: Path = ROOT / "README.md") -> list[tuple[int, list[str
             while segment and ASSIGNMENT.match(segment[0]):  # VAR=value before the command: its environment
                 segment.pop(0)
             if len(segment) > 1 and Path(segment[0]).name in ("python", "python3") and segment[1] in ENTRY_POINTS:
-                commands.append((first, segment[1:], dict(variables)))
+                commands.append((f"{path.relative_to(ROOT)}:{first}", segment[1:], dict(variables)))
             segment = []
     return commands
 
 
-def expand(word: str, variables: dict[str, str], line: int) -> list[str]:
+def expand(word: str, variables: dict[str, str], line: str) -> list[str]:
     """`$VAR` and `${VAR}` replaced by their values and split on blanks, as the shell does an unquoted expansion."""
 
     def value(match: re.Match) -> str:
         name = match[1] or match[2]
         if name not in variables:
-            pytest.fail(f"README.md:{line}: ${name} is not set in this block (set: {', '.join(variables) or 'none'})")
+            pytest.fail(f"{line}: ${name} is not set in this block (set: {', '.join(variables) or 'none'})")
         return variables[name]
 
     return re.sub(r"\$(?:\{(\w+)\}|(\w+))", value, word).split() if "$" in word else [word]
@@ -118,14 +119,14 @@ def jobs(config: str, tmp_path: Path, overrides: list[str], multirun: bool) -> l
     return [fixed + list(run) for run in dict.fromkeys(map(tuple, runs or [[]]))]
 
 
-COMMANDS = readme_commands()
+COMMANDS = [c for doc in [ROOT / "README.md", *sorted(ROOT.glob("docs/*/README.md"))] for c in readme_commands(doc)]
 
 
 def test_readme_has_commands():
     assert len(COMMANDS) > 50 and {words[0] for _, words, _ in COMMANDS} == set(ENTRY_POINTS)
 
 
-@pytest.mark.parametrize("line, words, variables", COMMANDS, ids=[f"line{n}" for n, _, _ in COMMANDS])
+@pytest.mark.parametrize("line, words, variables", COMMANDS, ids=[where for where, _, _ in COMMANDS])
 def test_readme_command_composes(tmp_path, monkeypatch, line, words, variables):
     monkeypatch.chdir(tmp_path)  # the README's relative paths lead nowhere: composing must not need them
     script, *argv = [re.sub(r"<(\w+)>", r"\1", w)  # <run>, <commit>: placeholders a user fills in
@@ -140,5 +141,5 @@ def test_readme_command_composes(tmp_path, monkeypatch, line, words, variables):
             cli.check(compose_config(config, tmp_path, job))
     except (HydraException, SemiseqError) as e:  # the one line train.py / eval.py would print
         error = cli.config_error(e) if isinstance(e, HydraException) else e
-        pytest.fail(f"README.md:{line}: python {script} {' '.join(argv)}\n  job {' '.join(job)}:\n  {error}",
+        pytest.fail(f"{line}: python {script} {' '.join(argv)}\n  job {' '.join(job)}:\n  {error}",
                     pytrace=False)
