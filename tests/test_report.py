@@ -199,15 +199,15 @@ def test_a_fixed_pretraining_seed_tells_inits_apart_a_following_one_does_not(tmp
     pretraining's own spread shows. Where pretrain.seed follows the seed (each seed pretrains its own, the default),
     the seeds are one init, averaged. The same for word2vec's vectors (their seed is all that tells them apart: a
     step count their runs happen to differ in does not) and for the pretraining rows."""
-    def run(name, data, seed, pretrain_seed, error, init="sa", steps=100, mode="finetune"):
+    def run(name, data, seed, pretrain_seed, error, init="sa", steps=100, mode="finetune", lr=1e-3, val=0.8):
         folder = tmp_path / "logs" / name / str(seed)
         (folder / ".hydra").mkdir(parents=True)
         cfg = {"data": {"name": data}, "objective": {"name": init}, "seed": seed, "mode": {"name": mode},
-               "model": {"backbone": {"num_layers": 1, "hidden_dim": 256}}, "finetune": {"lr": 1e-3},
+               "model": {"backbone": {"num_layers": 1, "hidden_dim": 256}}, "finetune": {"lr": lr},
                "pretrain": {"max_steps": steps, "seed": pretrain_seed}}
         (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
         result = ({"mode": "pretrain", "data": data, "objective": init, "val/loss": error} if mode == "pretrain" else
-                  {"mode": "finetune", "data": data, "init": init, "val/acc_best": 0.8, "test/error": error})
+                  {"mode": "finetune", "data": data, "init": init, "val/acc_best": val, "test/error": error})
         (folder / "results.json").write_text(json.dumps(result))
 
     for seed in (0, 1, 2):
@@ -218,10 +218,22 @@ def test_a_fixed_pretraining_seed_tells_inits_apart_a_following_one_does_not(tmp
         run("w2v-p1", "rt", seed, 1, 50.0 + seed, init="word2vec", steps=200)
         run("w2v-steps", "imdb", seed, 0, 60.0 + seed, init="word2vec", steps=100 * (seed + 1))
         run("pretrain-follows", "imdb", seed, seed, 1.0 + seed, mode="pretrain")
+        for pretrain_seed, (low, high) in enumerate(((0.8, 0.7), (0.7, 0.9))):  # each pretraining picks its own rate
+            run(f"sst-p{pretrain_seed}-low", "sst", seed, pretrain_seed, 20.0 + 20 * pretrain_seed + seed, val=low)
+            run(f"sst-p{pretrain_seed}-high", "sst", seed, pretrain_seed, 10.0 + 20 * pretrain_seed + seed, lr=3e-3,
+                val=high)
     run("pretrain-p0", "rt", 0, 0, 2.0, mode="pretrain")
     run("pretrain-p1", "rt", 0, 1, 3.0, mode="pretrain")
     md = (report([str(tmp_path / "logs")], out=str(tmp_path / "r")) / "report.md").read_text()
     md, pretraining = md.split("## Pretraining")
+    md, pooled = md.split("## Across pretrainings")
+    for data, init, settings, each, error in (("rt", "sa", "— / —", "21.00 / 31.00", "26.00"),
+                                              ("rt", "word2vec", "— / —", "41.00 / 51.00", "46.00"),
+                                              ("sst", "sa", "finetune.lr=0.001 / finetune.lr=0.003", "21.00 / 31.00",
+                                               "26.00")):
+        row = cells(pooled, f"| {data} | finetune | {init} | last |")
+        assert row[8:13] == [settings, "2", each, "6", "0,1,2"] and row[13] == f"{error} ± 5.55"
+    assert "| imdb |" not in pooled  # each seed pretrained its own: one init already, nothing to pool
     for pretrain_seed, sa, word2vec in ((0, "21.00", "41.00"), (1, "31.00", "51.00")):
         row = cells(md, f"| rt | finetune | sa pretrain.seed={pretrain_seed} | last |")
         assert row[9:12] == ["3", "0,1,2", f"{sa} ± 1.00"]

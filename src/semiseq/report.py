@@ -197,6 +197,20 @@ def search(finetune: dict) -> dict:
             if len(points) > 1}
 
 
+def across_pretrainings(finetune: dict, best: dict) -> dict:
+    """Inits pretrained more than once (a fixed pretrain.seed each): {the init without its seed: each pretraining's
+    variant (its searched pick, where searched)}, so that an init is judged over its pretrainings, not by one."""
+    pooled = {}
+    for v in finetune:
+        base = v._replace(finetuning="")
+        if v != (best[base][0] if base in best else base):
+            continue
+        init = " ".join(w for w in v.init.split(" ") if not w.startswith("pretrain.seed="))
+        if init != v.init:
+            pooled.setdefault(base._replace(init=init), []).append(v)
+    return {v: picks for v, picks in pooled.items() if len(picks) > 1}
+
+
 def _read(path: Path, parse) -> dict:
     try:
         value = parse(path.read_text())
@@ -286,7 +300,8 @@ def markdown(finetune: dict, pretrain: dict, header: str) -> str:
         for v, rs in finetune.items():
             lines.append(f"| {_cells(v)} | {_errors(rs)} | {_mean(rs, 'wall_s', '{:.1f}')} | "
                          f"{f'{paper[1]:.2f} ({paper[0]})' if (paper := paper_row(v)) else '—'} |")
-        if best := search(finetune):
+        best = search(finetune)
+        if best:
             lines += ["", "## Fine-tuning search: per variant, the setting with the best mean validation accuracy", "",
                       "| data | mode | init | readout | unlabeled | model | perturbation | labels | best setting "
                       "| settings tried | val acc % | n | seeds | test error % | min | max |", "|" + "---|" * 16]
@@ -294,6 +309,16 @@ def markdown(finetune: dict, pretrain: dict, header: str) -> str:
                 rs = finetune[chosen]
                 lines.append(f"| {_cells(chosen)} | {tried} | {100 * statistics.mean(r['val_acc'] for r in rs):.2f} "
                              f"| {_errors(rs)} |")
+        if pooled := across_pretrainings(finetune, best):
+            lines += ["", "## Across pretrainings: each pretraining's pick (or its one setting), its runs pooled", "",
+                      "| data | mode | init | readout | unlabeled | model | perturbation | labels | each one's setting "
+                      "| pretrainings | each one's test error % | n | seeds | test error % | min | max |",
+                      "|" + "---|" * 16]
+            for v, picks in pooled.items():
+                each = " / ".join(f"{statistics.mean(r['error'] for r in finetune[p]):.2f}" for p in picks)
+                settings = v._replace(finetuning=" / ".join(p.finetuning or "—" for p in picks))
+                lines.append(f"| {_cells(settings)} | {len(picks)} | {each} "
+                             f"| {_errors([r for p in picks for r in finetune[p]])} |")
     if pretrain:
         lines += ["", "## Pretraining: validation loss at the end, mean over runs", "",
                   "| objective | data | unlabeled | model | steps | n | val/loss | val/ppl | wall s |",
