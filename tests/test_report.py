@@ -222,6 +222,9 @@ def test_a_fixed_pretraining_seed_tells_inits_apart_a_following_one_does_not(tmp
             run(f"sst-p{pretrain_seed}-low", "sst", seed, pretrain_seed, 20.0 + 20 * pretrain_seed + seed, val=low)
             run(f"sst-p{pretrain_seed}-high", "sst", seed, pretrain_seed, 10.0 + 20 * pretrain_seed + seed, lr=3e-3,
                 val=high)
+            # one setting each, not the same one: each pretraining's one setting is pooled
+            run(f"mr-p{pretrain_seed}", "mr", seed, pretrain_seed, 20.0 + 10 * pretrain_seed + seed,
+                lr=(1e-3, 3e-3)[pretrain_seed])
     run("pretrain-p0", "rt", 0, 0, 2.0, mode="pretrain")
     run("pretrain-p1", "rt", 0, 1, 3.0, mode="pretrain")
     md = (report([str(tmp_path / "logs")], out=str(tmp_path / "r")) / "report.md").read_text()
@@ -230,6 +233,8 @@ def test_a_fixed_pretraining_seed_tells_inits_apart_a_following_one_does_not(tmp
     for data, init, settings, each, error in (("rt", "sa", "— / —", "21.00 / 31.00", "26.00"),
                                               ("rt", "word2vec", "— / —", "41.00 / 51.00", "46.00"),
                                               ("sst", "sa", "finetune.lr=0.001 / finetune.lr=0.003", "21.00 / 31.00",
+                                               "26.00"),
+                                              ("mr", "sa", "finetune.lr=0.001 / finetune.lr=0.003", "21.00 / 31.00",
                                                "26.00")):
         row = cells(pooled, f"| {data} | finetune | {init} | last |")
         assert row[8:13] == [settings, "2", each, "6", "0,1,2"] and row[13] == f"{error} ± 5.55"

@@ -19,6 +19,7 @@ import json
 import math
 import statistics
 import sys
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -200,11 +201,11 @@ def search(finetune: dict) -> dict:
 def across_pretrainings(finetune: dict, best: dict) -> dict:
     """Inits pretrained more than once (a fixed pretrain.seed each): {the init without its seed: each pretraining's
     variant (its searched pick, where searched)}, so that an init is judged over its pretrainings, not by one."""
-    pooled = {}
+    pooled, settings = {}, Counter(v._replace(finetuning="") for v in finetune)
     for v in finetune:
         base = v._replace(finetuning="")
-        if v != (best[base][0] if base in best else base):
-            continue
+        if (v != best[base][0]) if base in best else settings[base] > 1:
+            continue  # not the pick of a searched pretraining, nor the one setting of an unsearched one
         init = " ".join(w for w in v.init.split(" ") if not w.startswith("pretrain.seed="))
         if init != v.init:
             pooled.setdefault(base._replace(init=init), []).append(v)
