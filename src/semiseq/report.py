@@ -200,7 +200,7 @@ def search(finetune: dict) -> dict:
 
 def across_pretrainings(finetune: dict, best: dict) -> dict:
     """Inits pretrained more than once (a fixed pretrain.seed each): {the init without its seed: each pretraining's
-    variant (its searched pick, where searched)}, so that an init is judged over its pretrainings, not by one."""
+    variant (its searched pick, or its one setting)}, so that an init is judged over its pretrainings, not by one."""
     pooled, settings = {}, Counter(v._replace(finetuning="") for v in finetune)
     for v in finetune:
         base = v._replace(finetuning="")
