@@ -1,5 +1,6 @@
 """`python -m semiseq.report` on real tiny runs (2 inits x 2 seeds of train.py), and on a fake wandb API."""
 
+import gzip
 import json
 import shutil
 import statistics
@@ -313,6 +314,27 @@ def test_an_earlier_report_is_never_overwritten(logs, tmp_path, capsys):
     assert (first / "report.md").read_bytes() == before
 
 
+def test_a_report_keeps_its_runs_and_a_later_one_pools_them_with_new_ones(logs, tmp_path):
+    """A report folder holds the runs it read (runs.jsonl.gz): from it alone, the logs gone, a later report gives
+    the same tables; with the logs too, each run counts once; with a new run, the new run joins its variant."""
+    first = report([str(logs)], out=str(tmp_path / "first"))
+    gone = shutil.copytree(first, tmp_path / "docs" / "first")  # committed; logs/ deleted (a fresh machine)
+    tables = lambda out: (out / "report.md").read_text().split("\n", 3)[3]  # noqa: E731 (without the header)
+    counted = lambda out: (out / "report.md").read_text().split("\n")[2].split(" finished")[0]  # noqa: E731
+    for paths in ([gone / "runs.jsonl.gz"], [gone], [gone, logs]):
+        again = report([str(p) for p in paths], out=str(tmp_path / f"again{len(list(tmp_path.iterdir()))}"))
+        assert tables(again) == tables(first) and counted(again) == counted(first), paths
+    job = sorted((logs / "smoke" / "multiruns").glob("*/0"))[0]  # init=random seed=0
+    new = shutil.copytree(job, tmp_path / "new" / "runs" / "r5", ignore=shutil.ignore_patterns("pretrain-*"))
+    cfg = yaml.safe_load((new / ".hydra" / "config.yaml").read_text())
+    (new / ".hydra" / "config.yaml").write_text(yaml.safe_dump(dict(cfg, seed=5)))
+    (new / "results.json").write_text(json.dumps(dict(json.loads((new / "results.json").read_text()),
+                                                      **{"test/error": 99.0})))
+    pooled = (report([str(gone), str(new)], out=str(tmp_path / "pooled")) / "report.md").read_text()
+    row = cells(pooled, "| synthetic | finetune | random | last | — | 1x16 | — | all | — |")
+    assert row[9:11] == ["3", "0,1,5"] and row[13] == "99.00"
+
+
 def test_bad_inputs_are_one_line_errors(logs, tmp_path, capsys):
     with pytest.raises(SemiseqError, match="does not exist"):
         report([str(tmp_path / "nowhere")])
@@ -327,10 +349,18 @@ def test_bad_inputs_are_one_line_errors(logs, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"semiseq: error: cannot read {bad / 'results.json'}: JSONDecodeError")
     assert err.count("\n") == 1
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r1" / "runs.jsonl.gz").write_bytes(b"not gzip")
+    with pytest.raises(SemiseqError, match=r"cannot read .*r1/runs.jsonl.gz: BadGzipFile: .*; delete it or write it"):
+        report([str(tmp_path / "r1")])
+    (tmp_path / "r2").mkdir()
+    (tmp_path / "r2" / "runs.jsonl.gz").write_bytes(gzip.compress(b'{"run": null, "result": {}, "config": {}}\n[1]\n'))
+    with pytest.raises(SemiseqError, match=r"r2/runs.jsonl.gz: ValueError: line 2 is not a run"):
+        report([str(tmp_path / "r2" / "runs.jsonl.gz")])
     out = subprocess.run([sys.executable, "-m", "semiseq.report", str(tmp_path / "nowhere")], capture_output=True,
                          text=True)
     assert out.returncode == 1 and out.stderr == f"semiseq: error: {tmp_path / 'nowhere'} does not exist; give a " \
-        "run folder, a multirun, an experiment folder or logs/\n"
+        "run folder, a multirun, an experiment folder, logs/ or a report's runs.jsonl.gz\n"
 
 
 class FakeApi:

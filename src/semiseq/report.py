@@ -3,18 +3,23 @@
     python -m semiseq.report PATH [PATH ...] [--out DIR] [--wandb ENTITY/PROJECT --group NAME]
 
 A PATH is a run folder, a multirun, an experiment folder (``logs/<name>``) or all of ``logs/``: every
-``results.json`` below it is a finished run. Fine-tuning runs are grouped into variants (data, mode, init — with
-the pretraining settings that differ among its runs, e.g. ``sa pretrain.max_steps=30000`` —, readout, unlabeled
-source, network, perturbation, label budget, and the fine-tuning settings that differ among the runs) over seeds and
-folds; pretraining runs get a table of their own, a row per objective, corpus, network and number of steps. Where a
-variant was fine-tuned with several settings (a grid, ``hparams_search=finetune_grid``), a search table picks per
-variant the setting with the best mean validation accuracy: the fair comparison, each init searched alike.
+``results.json`` below it is a finished run. Each report folder keeps the runs it read (``runs.jsonl.gz``: a line per
+run, its results and its config), and that file, or a folder holding one (a report committed under docs/), is a PATH
+too: a later report pools them with new runs after their logs are gone; a run read twice counts once.
+
+Fine-tuning runs are grouped into variants (data, mode, init — with the pretraining settings that differ among its
+runs, e.g. ``sa pretrain.max_steps=30000`` —, readout, unlabeled source, network, perturbation, label budget, and the
+fine-tuning settings that differ among the runs) over seeds and folds; pretraining runs get a table of their own, a
+row per objective, corpus, network and number of steps. Where a variant was fine-tuned with several settings (a grid,
+``hparams_search=finetune_grid``), a search table picks per variant the setting with the best mean validation
+accuracy: the fair comparison, each init searched alike.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import json
 import math
 import statistics
@@ -108,8 +113,12 @@ def paper_row(v: Variant) -> tuple[str, float] | None:
     return PAPER.get((v.data, objective or v.init, ", ".join(t for t in tags if t)))
 
 
-def make_run(result: dict, cfg: dict, run_dir: Path | None = None) -> dict:
-    """One finished run from its results (results.json or a wandb summary) and its config."""
+RUNS = "runs.jsonl.gz"  # the runs a report read, beside its report.md
+
+
+def make_run(result: dict, cfg: dict, run_dir: Path | None = None, source: str | None = None) -> dict:
+    """One finished run from its results (results.json or a wandb summary) and its config; ``source`` names it
+    (its folder, by default) so that a run read twice, from its folder and from a report's RUNS, counts once."""
     mode = result.get("mode") or _get(cfg, "mode.name", "finetune")
     data = result.get("data") or _get(cfg, "data.name", "?")
     unlabeled = _get(cfg, "data.unlabeled") or ""
@@ -119,7 +128,9 @@ def make_run(result: dict, cfg: dict, run_dir: Path | None = None) -> dict:
     if objective in ("sa", "lm") and _get(cfg, "objective.embeddings"):  # pretraining started from word2vec vectors
         objective += f"+{_get(cfg, 'objective.embeddings')}" + ("(frozen)" if _get(cfg, "objective.freeze_embeddings")
                                                                 else "")
-    run = dict(dir=run_dir, seed=_get(cfg, "seed"), wall_s=result.get("wall_s"), mode=mode)
+    source = source or (str(run_dir.resolve()) if run_dir else None)
+    run = dict(dir=run_dir, seed=_get(cfg, "seed"), wall_s=result.get("wall_s"), mode=mode,
+               record={"run": source, "result": result, "config": cfg})
     if mode == "pretrain":
         steps = "" if objective == "word2vec" else str(_get(cfg, "pretrain.max_steps") or "")
         if noise := _get(cfg, "objective.noise"):  # a denoising SA
@@ -231,18 +242,41 @@ def load_run(path: Path) -> dict:
     return make_run(result, cfg, path.parent)
 
 
+def load_records(path: Path) -> dict[str, dict]:
+    """The runs of a report's RUNS file, by source; a run whose folder is still there keeps it (its curves)."""
+    runs = {}
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                record = json.loads(line)
+                if not isinstance(record, dict) or not {"run", "result", "config"} <= record.keys():
+                    raise ValueError(f"line {n} is not a run (run, result, config)")
+                folder = Path(record["run"]) if record["run"] and Path(record["run"]).is_dir() else None
+                runs[record["run"] or f"{path}:{n}"] = make_run(record["result"], record["config"], folder,
+                                                                record["run"])
+    except (OSError, EOFError, ValueError) as e:  # gzip.BadGzipFile is an OSError, json's errors ValueErrors
+        raise SemiseqError(f"cannot read {path}: {type(e).__name__}: {e}; delete it or write it again with "
+                           f"python -m semiseq.report") from None
+    return runs
+
+
 def find_runs(paths: list[str]) -> tuple[list[dict], int]:
-    """Every finished run under the paths, and the number of run folders without results.json."""
-    found, skipped = {}, set()
+    """Every finished run under the paths (a run's own results.json before a report's record of it), and the number
+    of run folders without results.json."""
+    found, recorded, skipped = {}, {}, set()
     for path in map(Path, paths):
         if not path.exists():
-            raise SemiseqError(f"{path} does not exist; give a run folder, a multirun, an experiment folder or logs/")
+            raise SemiseqError(f"{path} does not exist; give a run folder, a multirun, an experiment folder, logs/ "
+                               f"or a report's {RUNS}")
         files = [path] if path.is_file() else path.rglob("results.json")
-        found.update({f.resolve(): f for f in files})
+        found.update({f.resolve(): f for f in files if f.name != RUNS})
+        for f in [path] if path.name == RUNS else path.rglob(RUNS) if path.is_dir() else []:
+            recorded.update(load_records(f))
         if path.is_dir():
             skipped |= {h.parent.resolve() for h in path.rglob(".hydra") if not (h.parent / "results.json").exists()
                         and not (h.parent / "resumed.json").exists()}  # a `resume=` command's folder: not a run
-    return [load_run(f) for _, f in sorted(found.items())], len(skipped)
+    runs = {str(f.parent): load_run(found[f]) for f in sorted(found)}
+    return list(runs.values()) + [r for source, r in recorded.items() if source not in runs], len(skipped)
 
 
 def wandb_runs(path: str, group: str) -> tuple[list[dict], int]:
@@ -262,7 +296,7 @@ def wandb_runs(path: str, group: str) -> tuple[list[dict], int]:
         result = {"mode": r.job_type, "objective": tags.get("objective") or tags.get("joint"), "init": tags.get("init"),
                   "wall_s": summary.get("_runtime"),
                   **{k: summary.get(k) for k in ("test/error", "test/acc", "val/acc_best", "val/loss", "val/ppl")}}
-        runs.append(make_run(result, dict(r.config)))
+        runs.append(make_run(result, dict(r.config), source=f"wandb:{path}/{getattr(r, 'id', len(runs))}"))
     return runs, len(found) - len(runs)
 
 
@@ -444,9 +478,11 @@ def report(paths: list[str], out: str | None = None, wandb_path: str | None = No
     header = (f"# semiseq report\n\n{len(runs)} finished runs from {', '.join(sources)} "
               f"({skipped} incomplete skipped), {datetime.now():%Y-%m-%d %H:%M}.")
     out = out_dir(out, paths)
+    lines = "".join(json.dumps(r["record"], default=str) + "\n" for r in runs)
+    atomic.write_bytes(out / RUNS, gzip.compress(lines.encode(), mtime=0))  # mtime 0: the same runs, the same bytes
     md = markdown(finetune, pretrain, header)
     atomic.write_text(out / "report.md", md + "\n![test error](test_error.png)\n\n![learning curves](curves.png)\n")
-    written = [out / "report.md", *plot(finetune, pretrain, out)]
+    written = [out / "report.md", out / RUNS, *plot(finetune, pretrain, out)]
     if out.joinpath("label_efficiency.png").is_file():
         atomic.write_text(out / "report.md", out.joinpath("report.md").read_text()
                           + "\n![label efficiency](label_efficiency.png)\n")
@@ -456,7 +492,8 @@ def report(paths: list[str], out: str | None = None, wandb_path: str | None = No
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m semiseq.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("paths", nargs="*", metavar="PATH", help="run, multirun or experiment folders, or logs/")
+    parser.add_argument("paths", nargs="*", metavar="PATH",
+                        help=f"run, multirun, experiment or report folders, logs/, or a report's {RUNS}")
     parser.add_argument("--out", help="output folder (default: <first PATH>/report)")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="also read the runs of a wandb group (online)")
     parser.add_argument("--group", help="the wandb group: the experiment name")
