@@ -333,6 +333,11 @@ def test_a_report_keeps_its_runs_and_a_later_one_pools_them_with_new_ones(logs, 
     pooled = (report([str(gone), str(new)], out=str(tmp_path / "pooled")) / "report.md").read_text()
     row = cells(pooled, "| synthetic | finetune | random | last | — | 1x16 | — | all | — |")
     assert row[9:11] == ["3", "0,1,5"] and row[13] == "99.00"
+    deleted = shutil.copytree(logs, tmp_path / "logs2")
+    report([str(deleted)])  # its report (and its runs) inside logs2/
+    shutil.rmtree(sorted((deleted / "smoke" / "multiruns").glob("*/1"))[0])  # random seed 1: deleted, so gone
+    md = (report([str(deleted)]) / "report.md").read_text()
+    assert cells(md, "| synthetic | finetune | random | last | — | 1x16 | — | all | — |")[9:11] == ["1", "0"]
 
 
 def test_bad_inputs_are_one_line_errors(logs, tmp_path, capsys):

@@ -4,8 +4,8 @@
 
 A PATH is a run folder, a multirun, an experiment folder (``logs/<name>``) or all of ``logs/``: every
 ``results.json`` below it is a finished run. Each report folder keeps the runs it read (``runs.jsonl.gz``: a line per
-run, its results and its config), and that file, or a folder holding one (a report committed under docs/), is a PATH
-too: a later report pools them with new runs after their logs are gone; a run read twice counts once.
+run, its results and its config), and that file, or a folder of reports without runs (committed under docs/), is a
+PATH too: a later report pools them with new runs after their logs are gone; a run read twice counts once.
 
 Fine-tuning runs are grouped into variants (data, mode, init — with the pretraining settings that differ among its
 runs, e.g. ``sa pretrain.max_steps=30000`` —, readout, unlabeled source, network, perturbation, label budget, and the
@@ -261,16 +261,18 @@ def load_records(path: Path) -> dict[str, dict]:
 
 
 def find_runs(paths: list[str]) -> tuple[list[dict], int]:
-    """Every finished run under the paths (a run's own results.json before a report's record of it), and the number
-    of run folders without results.json."""
+    """Every finished run under the paths (a run's own results.json before a report's record of it; a folder holding
+    runs is read only for them), and the number of run folders without results.json."""
     found, recorded, skipped = {}, {}, set()
     for path in map(Path, paths):
         if not path.exists():
             raise SemiseqError(f"{path} does not exist; give a run folder, a multirun, an experiment folder, logs/ "
                                f"or a report's {RUNS}")
-        files = [path] if path.is_file() else path.rglob("results.json")
+        files = [path] if path.is_file() else list(path.rglob("results.json"))
         found.update({f.resolve(): f for f in files if f.name != RUNS})
-        for f in [path] if path.name == RUNS else path.rglob(RUNS) if path.is_dir() else []:
+        # a folder of runs is read live (a run deleted from it is gone, whatever its reports hold); reports' records
+        # are read from a report, a folder of reports (docs/) or the file
+        for f in [path] if path.name == RUNS else [] if files or path.is_file() else path.rglob(RUNS):
             recorded.update(load_records(f))
         if path.is_dir():
             skipped |= {h.parent.resolve() for h in path.rglob(".hydra") if not (h.parent / "results.json").exists()
