@@ -136,6 +136,9 @@ def test_finetune_from_random_and_from_checkpoint(smoke, sa_checkpoint, tmp_path
     assert Path(r["best_checkpoint"]).is_file() and (tmp_path / "ft" / "results.json").is_file()
     clf = ClassifierTask.load_from_checkpoint(r["best_checkpoint"], weights_only=True)
     assert clf.meta["vocab"] == corpus.vocab.itos
+    # the tested epoch is kept as weights alone; the optimiser's state is last.ckpt's, the point a resume starts from
+    best, last = (torch.load(r[k], weights_only=True) for k in ("best_checkpoint", "last_checkpoint"))
+    assert "optimizer_states" not in best and "optimizer_states" in last and best["state_dict"].keys()
 
 
 @pytest.mark.parametrize("objective", ["sa", "lm"])

@@ -264,6 +264,11 @@ def test_a_finetune_grid_through_train_py_is_searched_per_init(tmp_path):
     assert sorted((r["init"], c["finetune"]["lr"]) for c, r in runs) == [
         ("random", 0.003), ("random", 0.03), ("sa", 0.003), ("sa", 0.03)]
     assert {c["finetune"]["head_lr"] for c, _ in runs} == {None}
+    # a search keeps each finished run's results and best weights, not its resume point (checkpoints.keep_last)
+    pretrainings = list(tmp_path.glob("logs/smoke/multiruns/*/*/pretrain-sa"))
+    assert len(pretrainings) == 1 and (pretrainings[0] / "checkpoints" / "pretrained.ckpt").is_file()
+    assert not list(tmp_path.glob("logs/**/last.ckpt")) and {r["last_checkpoint"] for _, r in runs} == {""}
+    assert all(Path(r["best_checkpoint"]).is_file() for _, r in runs)
     md = (report([str(tmp_path / "logs")], out=str(tmp_path / "r")) / "report.md").read_text()
     search = md.split("## Fine-tuning search")[1].split("## Pretraining")[0]
     for init in ("random", "sa"):

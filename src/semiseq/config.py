@@ -70,7 +70,8 @@ Run = schema("Run", name=str, threads=count(1, null=True),
                        corpus=free(val_fraction=fraction(0.15), seed=seed(0))),
              trainer=free(log_every_n_steps=count(10)), logger=free(), paths=free())
 Init = schema("Init", name=InitName, checkpoint=str | None)
-Checkpoints = schema("Checkpoints", pretrain_every_n_steps=int | None, finetune_every_n_steps=int | None)
+Checkpoints = schema("Checkpoints", pretrain_every_n_steps=int | None, finetune_every_n_steps=int | None,
+                     keep_last=bool)
 Train = schema("Train", Run, seed=seed(0), resume=Any, init=Init, checkpoints=Checkpoints, pretrain=Pretrain,  # resume:
                finetune=Finetune, model=Model, mode=Mode, objective=free(), callbacks=free(),  # true, or a run's folder
                perturbation=free(epsilon=nonnegative(5.0), weight=nonnegative(1.0), xi=positive(0.1),

@@ -154,8 +154,11 @@ def finetune(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> dict:
     tags = [corpus.name, f"init:{init}", f"readout:{readout}", *joint,
             *([f"perturbation:{perturbed}"] if task.perturbation else [])]
     loggers = tracking.make_loggers(cfg, run_dir, mode, tags)
-    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max")
-    last = LastCheckpoint(run_dir / "checkpoints", cfg.checkpoints.finetune_every_n_steps, every_epoch=True)
+    # the best epoch is tested, evaluated and predicted with, never trained on: its weights alone (last.ckpt resumes)
+    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max",
+                           save_weights_only=True)
+    last = LastCheckpoint(run_dir / "checkpoints", cfg.checkpoints.finetune_every_n_steps, every_epoch=True,
+                          keep=cfg.checkpoints.keep_last)
     callbacks = [best, last, *early_stopping(cfg.finetune.early_stopping_patience, "val/acc", "max")]
     trainer = build_trainer(cfg, run_dir, loggers, callbacks, max_epochs=cfg.finetune.max_epochs,
                             gradient_clip_val=cfg.finetune.grad_clip)
@@ -176,11 +179,12 @@ def finetune(cfg: DictConfig, corpus: Corpus, run_dir: Path) -> dict:
                "num_labels": len(corpus.supervised("train")), "num_val": len(corpus.supervised("val")),
                "unlabeled": cfg.data.get("unlabeled"), "init_checkpoint": str(source or ""),
                "tensors_loaded": loaded, "val/acc_best": float("nan") if best_score is None else float(best_score),
-               "best_checkpoint": best.best_model_path, "last_checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),
+               "best_checkpoint": best.best_model_path, "last_checkpoint": last.result_path,
                "epochs": trainer.current_epoch, "world_size": trainer.world_size,
                "wall_s": time.perf_counter() - start, **metrics}
     if trainer.is_global_zero:
         write_json(run_dir / "results.json", results)
+        last.finish()
     tracking.summarize(loggers, {"test/error": results["test/error"], "val/acc_best": results["val/acc_best"]})
     if best.best_model_path:
         tracking.log_artifact(loggers, Path(best.best_model_path), f"classifier-{cfg.name}-{run_dir.name}", "model",

@@ -114,8 +114,9 @@ class LastCheckpoint(Checkpoint):
     it to the epoch-end one (which runs the epoch-end hooks). A ``Checkpoint``: Lightning runs it after the
     other callbacks, so it saves their state after this step (early stopping's count, say)."""
 
-    def __init__(self, dirpath: str | Path, every_n_steps: int | None = None, every_epoch: bool = True):
-        self.path = Path(dirpath) / "last.ckpt"
+    def __init__(self, dirpath: str | Path, every_n_steps: int | None = None, every_epoch: bool = True,
+                 keep: bool = True):
+        self.path, self.keep = Path(dirpath) / "last.ckpt", keep
         self.every_n_steps, self.every_epoch = every_n_steps, every_epoch
         self._after_validation = False
         self._saved_step = None
@@ -156,6 +157,19 @@ class LastCheckpoint(Checkpoint):
             _set_rng_states(self._resumed["rng"])
             if "train_sums" in self._resumed:
                 pl_module.train_sums = torch.tensor(self._resumed["train_sums"], device=pl_module.device)
+
+    @property
+    def result_path(self) -> str:
+        """What the stage's results.json names as its last checkpoint: ``last.ckpt``, or "" when :meth:`finish`
+        deletes it."""
+        return str(self.path) if self.keep else ""
+
+    def finish(self) -> None:
+        """Once the stage has written its results.json, delete last.ckpt unless ``keep`` (``checkpoints.keep_last``):
+        a finished run is never resumed, and a search of hundreds of runs would otherwise keep an optimiser state
+        for each (60 MB a run on RT); the weights stay, in best.ckpt or pretrained.ckpt."""
+        if not self.keep:
+            self.path.unlink(missing_ok=True)
 
     def _save(self, trainer: L.Trainer) -> None:
         for logger in trainer.loggers:  # metrics logged so far reach the disk with the checkpoint (CSV buffers them)

@@ -127,8 +127,8 @@ class NetworkObjective(Objective):
         loggers = tracking.make_loggers(cfg, run_dir, "pretrain", [corpus.name, f"objective:{self.name}"])
         steps = cfg.pretrain.max_steps
         every = cfg.checkpoints.pretrain_every_n_steps or cfg.pretrain.val_every_n_steps
-        callbacks = [LastCheckpoint(run_dir / "checkpoints", every, every_epoch=False),
-                     *early_stopping(cfg.pretrain.early_stopping_patience, "val/loss", "min")]
+        last = LastCheckpoint(run_dir / "checkpoints", every, every_epoch=False, keep=cfg.checkpoints.keep_last)
+        callbacks = [last, *early_stopping(cfg.pretrain.early_stopping_patience, "val/loss", "min")]
         trainer = build_trainer(cfg, run_dir, loggers, callbacks, max_steps=steps, max_epochs=-1,
                                 val_check_interval=min(cfg.pretrain.val_every_n_steps, steps),
                                 check_val_every_n_epoch=None,  # the Pretrainer clips its own gradients
@@ -140,9 +140,10 @@ class NetworkObjective(Objective):
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         if trainer.is_global_zero:  # DDP: one process writes (the metrics are every process's already)
             write_json(run_dir / "results.json", {"mode": "pretrain", "objective": self.name, "checkpoint": str(path),
-                                                  "last_checkpoint": str(run_dir / "checkpoints" / "last.ckpt"),
+                                                  "last_checkpoint": last.result_path,
                                                   "steps": trainer.global_step, "world_size": trainer.world_size,
                                                   "wall_s": time.perf_counter() - start, **metrics})
+            last.finish()
         entry = cache.entry(cfg.paths.cache_dir, self.name, self.key(cfg, corpus, trainer.world_size))
         tracking.log_artifact(loggers, path, f"pretrained-{entry.stem}", "pretrained", metrics)  # the entry's name
         tracking.finish_loggers(loggers)
