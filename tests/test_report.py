@@ -68,6 +68,23 @@ def test_table_aggregates_seeds_and_writes_plots(logs, capsys):
             assert min(image.size) > 100
 
 
+def test_a_run_repeated_elsewhere_is_marked_where_it_counts_twice(logs, tmp_path):
+    """The same config and seed from another folder (a rerun, another machine's) is another run: the report counts it,
+    and says so in the row's seeds and its header; the same seed on another fold is no repeat."""
+    job = next(j for j in sorted((logs / "smoke" / "multiruns").glob("*/[0-9]"))
+               if json.loads((j / "results.json").read_text())["init"] == "random")
+    copy = shutil.copytree(job, tmp_path / "elsewhere" / "smoke" / "runs" / "r0")
+    row = "| synthetic | finetune | random | last | — | 1x16 | — | all | — |"
+    md = (report([str(logs), str(tmp_path / "elsewhere")], out=str(tmp_path / "r1")) / "report.md").read_text()
+    assert cells(md, row)[9:11] == ["3", "0,1 (1 repeated)"]
+    assert " 1 fine-tuning runs repeat the seed, fold and pretraining of another run" in md.split("\n## ")[0]
+    config = yaml.safe_load((copy / ".hydra" / "config.yaml").read_text())
+    config["data"]["fold"] = 1
+    (copy / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    md = (report([str(logs), str(tmp_path / "elsewhere")], out=str(tmp_path / "r2")) / "report.md").read_text()
+    assert cells(md, row)[9:11] == ["3", "0,1"] and "repeat the seed" not in md
+
+
 def test_paper_column_for_a_known_variant(logs, tmp_path):
     job = sorted((logs / "smoke" / "multiruns").glob("*/[0-9]"))[-1]  # objective=sa
     run = shutil.copytree(job, tmp_path / "logs" / "rt" / "runs" / "r0")

@@ -129,7 +129,7 @@ def make_run(result: dict, cfg: dict, run_dir: Path | None = None, source: str |
         objective += f"+{_get(cfg, 'objective.embeddings')}" + ("(frozen)" if _get(cfg, "objective.freeze_embeddings")
                                                                 else "")
     source = source or (str(run_dir.resolve()) if run_dir else None)
-    run = dict(dir=run_dir, seed=_get(cfg, "seed"), wall_s=result.get("wall_s"), mode=mode,
+    run = dict(dir=run_dir, seed=_get(cfg, "seed"), fold=_get(cfg, "data.fold"), wall_s=result.get("wall_s"), mode=mode,
                record={"run": source, "result": result, "config": cfg})
     if mode == "pretrain":
         steps = "" if objective == "word2vec" else str(_get(cfg, "pretrain.max_steps") or "")
@@ -320,12 +320,22 @@ def _cells(v: Variant) -> str:
     return " | ".join([*(x or "—" for x in v[:-2]), v.labels or "all", v.finetuning or "—"])
 
 
+def _repeats(rs: list[dict]) -> int:
+    """Runs of a row with the seed, fold and pretraining of another: the same settings run again (on another machine,
+    say) or a setting the report does not tell apart. A run is known by its folder, so each counts as a seed of its
+    own. (A row pooled across pretrainings holds each seed once per pretraining: no repeat.)"""
+    runs = Counter((r["seed"], r.get("fold"), json.dumps(r.get("pretraining"), sort_keys=True, default=str))
+                   for r in rs if r["seed"] is not None)
+    return sum(n - 1 for n in runs.values())
+
+
 def _errors(rs: list[dict]) -> str:
     """n | seeds | mean ± std | min | max of the runs' test errors."""
     errors, seeds = [r["error"] for r in rs], sorted({str(r["seed"]) for r in rs if r["seed"] is not None})
     std = statistics.stdev(errors) if len(errors) > 1 else 0.0
-    return (f"{len(rs)} | {','.join(seeds) or '—'} | {statistics.mean(errors):.2f} ± {std:.2f} | {min(errors):.2f} | "
-            f"{max(errors):.2f}")
+    again = f" ({n} repeated)" if (n := _repeats(rs)) else ""
+    return (f"{len(rs)} | {','.join(seeds) or '—'}{again} | {statistics.mean(errors):.2f} ± {std:.2f} | "
+            f"{min(errors):.2f} | {max(errors):.2f}")
 
 
 def markdown(finetune: dict, pretrain: dict, header: str) -> str:
@@ -479,6 +489,10 @@ def report(paths: list[str], out: str | None = None, wandb_path: str | None = No
     pretrain = group(tell_pretrainings_apart([r for r in runs if r["mode"] == "pretrain"]))
     header = (f"# semiseq report\n\n{len(runs)} finished runs from {', '.join(sources)} "
               f"({skipped} incomplete skipped), {datetime.now():%Y-%m-%d %H:%M}.")
+    if repeated := sum(_repeats(rs) for rs in finetune.values()):
+        header += (f" {repeated} fine-tuning runs repeat the seed, fold and pretraining of another run in their row "
+                   "(\"repeated\" beside the row's seeds): the same settings run again, on another machine say, or a "
+                   "setting this report does not tell apart; each counts as a seed of its own.")
     out = out_dir(out, paths)
     lines = "".join(json.dumps(r["record"], default=str) + "\n" for r in runs)
     atomic.write_bytes(out / RUNS, gzip.compress(lines.encode(), mtime=0))  # mtime 0: the same runs, the same bytes
