@@ -299,6 +299,23 @@ def test_pretrained_weights_cache_key_holds_every_pretraining_setting(make_cfg):
             assert _entry(changed) == base, key
 
 
+def test_pretraining_follows_its_own_seed_not_the_run_that_starts_it(smoke_run, tmp_path):
+    """pretrain.seed is what the cache key holds of the seeds, so it alone decides the weights: the same pretraining
+    started by the fine-tuning of seed 0 or of seed 3 (whichever job of a sweep takes the cache's lock first) gives
+    the same tensors, batch order included; another pretrain.seed gives others."""
+    def weights(*overrides):
+        run_dir = tmp_path / "-".join(overrides).replace("=", "")
+        cfg, corpus = smoke_run("model.backbone.dropout=0.3", *overrides, f"paths.output_dir={run_dir}")
+        state = torch.load(pipeline.pretrain(cfg, corpus, Path(cfg.paths.output_dir)), weights_only=True)
+        return state["state_dict"]
+
+    first = weights("seed=0", "pretrain.seed=0")
+    again = weights("seed=3", "pretrain.seed=0")
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    other = weights("seed=0", "pretrain.seed=3")
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
 def test_the_same_data_anywhere_hits_the_cache_and_changed_text_misses_it(make_cfg, tmp_path, monkeypatch):
     """The key holds the corpus' content, not where its files or caches live: the same RT files in another folder,
     reached through another log folder, corpus cache and data folder, and a moved weights cache all find the weights

@@ -30,8 +30,9 @@ from semiseq.transfer import load_backbone
 log = logging.getLogger(__name__)
 
 # Bump when a code change alters what pretraining produces for the same key: cached weights from older
-# code are then not reused. 3: the key holds the corpus' content instead of where its files live.
-VERSION = 3
+# code are then not reused. 3: the key holds the corpus' content instead of where its files live. 4: pretraining's
+# batches follow pretrain.seed, not the seed of the run that started it.
+VERSION = 4
 
 
 class Objective:
