@@ -109,7 +109,7 @@ def setting_of_other_data(tmp, ckpt):
 def setting_of_another_objective(tmp, ckpt):
     return "train.py", [*SMOKE, "+objective.window=3"], [
         "objective.window is not a setting of objective=sa",
-        "(semiseq.objectives.sa.SA takes name, embeddings, freeze_embeddings, noise)",
+        "(semiseq.objectives.sa.SA takes name, embeddings, freeze_embeddings, noise, adapt_steps, adapt_lr)",
         "written for another objective= option"]
 
 
@@ -123,6 +123,19 @@ def unknown_embeddings(tmp, ckpt):
 def noise_that_is_not_a_probability(tmp, ckpt):
     return "train.py", [*SMOKE, "objective.noise=1.5"], [
         "objective.noise=1.5 is the probability of replacing a token; pass one in [0, 1)"]
+
+
+@case
+def adaptation_steps_that_are_not_a_count(tmp, ckpt):
+    return "train.py", [*SMOKE, "objective.adapt_steps=-5"], [
+        "objective.adapt_steps=-5 is a number of steps on the task's own text; pass 0 (none) or a positive integer"]
+
+
+@case
+def adaptation_rate_without_steps(tmp, ckpt):
+    return "train.py", [*SMOKE, "objective.adapt_lr=0.01"], [
+        "objective.adapt_lr=0.01 is the rate of the adaptation steps, and objective.adapt_steps is 0",
+        "pass objective.adapt_steps=N"]
 
 
 @case

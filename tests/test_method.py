@@ -4,6 +4,7 @@ pipeline.finetune) with probe callbacks added through the config's `callbacks` g
 Every test here was checked by breaking its behaviour in the source on purpose and watching it fail."""
 
 import copy
+import json
 import os
 import shutil
 from enum import Enum
@@ -107,9 +108,29 @@ class GradNorm(Callback):
         GradNorm.seen.append(torch.linalg.vector_norm(torch.cat(grads)).item())
 
 
+class PretrainingStages(Callback):
+    """For each pretraining stage: its whole network as its first step starts, its learning rate, and every text
+    its training batches hold."""
+
+    seen: list = []
+
+    def on_train_start(self, trainer, pl_module):
+        if isinstance(pl_module, Pretrainer):
+            (optimizer,) = trainer.optimizers
+            state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+            PretrainingStages.seen.append({"state": state, "lr": optimizer.param_groups[0]["lr"], "texts": [],
+                                           "batches": 0})
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if isinstance(pl_module, Pretrainer):
+            tokens, lengths, _ = batch
+            PretrainingStages.seen[-1]["texts"] += [tuple(row[:n].tolist()) for row, n in zip(tokens, lengths)]
+            PretrainingStages.seen[-1]["batches"] += 1
+
+
 @pytest.fixture(autouse=True)
 def _clear_probes():
-    for cls in (FirstBatchBackbone, StepLosses, OptimizerGroups, GradNorm):
+    for cls in (FirstBatchBackbone, StepLosses, OptimizerGroups, GradNorm, PretrainingStages):
         cls.seen = []
 
 
@@ -141,6 +162,32 @@ def test_sa_decoder_starts_from_the_encoder_state(smoke_run, tmp_path):
     assert lm_loss.item() == pytest.approx(from_zeros, rel=1e-5)
     # measured over seeds 0-3: 1.09-1.20 nats per token from the encoder state vs 2.7-3.3 from zeros (chance: 2.4)
     assert from_state / count < 1.5 and from_state < 0.6 * from_zeros, (from_state / count, from_zeros / count)
+
+
+def test_the_adaptation_stage_continues_the_whole_pretrained_network_on_the_training_texts(smoke_run, tmp_path):
+    """objective.adapt_steps (ULMFiT's target-task stage): a fine-tuning pretrains the SA on all the text into the
+    entry the SA without the stage uses, then continues that whole network (output layer too) for adapt_steps steps
+    at adapt_lr on the training texts alone (none of the other unlabeled text), and fine-tunes from the result."""
+    cfg, corpus = smoke_run("objective=sa", "objective.adapt_steps=6", "objective.adapt_lr=0.02", "pretrain.lr=3e-3",
+                            probe(PretrainingStages))
+    result = pipeline.finetune(cfg, corpus, tmp_path / "ft")
+    general, adapted = PretrainingStages.seen
+    plain, _ = smoke_run("objective=sa", "pretrain.lr=3e-3")
+    shared = pipeline.cache_entry(plain, corpus, pipeline.build_objective(plain))
+    assert shared.is_file() and Path(result["init_checkpoint"]) != shared
+    pretrained = torch.load(shared, weights_only=True)["state_dict"]
+    assert adapted["state"].keys() == pretrained.keys() and any(k.startswith("net.output.") for k in pretrained)
+    for name, tensor in pretrained.items():
+        assert torch.equal(adapted["state"][name], tensor), name
+    assert (general["lr"], adapted["lr"]) == (3e-3, 0.02)
+    train = {tuple(corpus.train[i][0].tolist()) for i in range(len(corpus.train))}
+    others = {tuple(corpus.unlabeled[i][0].tolist()) for i in range(len(corpus.unlabeled))} - train
+    assert adapted["batches"] == 6 and set(adapted["texts"]) == train  # 40 texts, batches of 32: every one
+    assert others and others & set(general["texts"])
+    steps = json.loads((tmp_path / "ft" / "pretrain-sa-adapted" / "results.json").read_text())["steps"]
+    assert steps == 6
+    final = torch.load(result["init_checkpoint"], weights_only=True)["state_dict"]
+    assert not torch.equal(final["net.output.weight"], pretrained["net.output.weight"])  # adapted: it moved
 
 
 def test_init_sa_fine_tuning_starts_from_the_pretrained_backbone(smoke_run, tmp_path):
@@ -314,6 +361,19 @@ def test_pretraining_follows_its_own_seed_not_the_run_that_starts_it(smoke_run, 
     assert all(torch.equal(first[k], again[k]) for k in first)
     other = weights("seed=0", "pretrain.seed=3")
     assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+def test_the_adaptation_stage_has_its_own_key_and_the_general_pretraining_that_of_the_objective_without_it(make_cfg):
+    """objective.adapt_steps and adapt_lr are part of the key; the stage starts from the weights the objective without
+    it caches (so both rows share one pretraining), and the adapted key holds that entry's key."""
+    plain = _entry(make_cfg("experiment=smoke"))
+    adapted = {(n, lr): _entry(make_cfg("experiment=smoke", f"objective.adapt_steps={n}", f"objective.adapt_lr={lr}"))
+               for n in (5, 6) for lr in ("null", 0.01)}
+    assert len({plain, *adapted.values()}) == 5
+    cfg = make_cfg("experiment=smoke", "objective.adapt_steps=5")
+    objective, corpus = pipeline.build_objective(cfg), pipeline.build_corpus(cfg)
+    assert pipeline.cache_entry(cfg, corpus, objective.start()).name == plain
+    assert objective.key(cfg, corpus)["start"] == objective.start().key(cfg, corpus)
 
 
 def test_the_same_data_anywhere_hits_the_cache_and_changed_text_misses_it(make_cfg, tmp_path, monkeypatch):

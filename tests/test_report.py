@@ -178,18 +178,24 @@ def test_runs_that_differ_in_fine_tuning_are_told_apart_and_each_init_is_searche
 
 def test_inits_pretrained_for_longer_are_other_inits_each_searched_on_its_own(tmp_path):
     """SA runs from 10,000 and from 30,000 pretraining steps: two inits (rows, searches and pretraining rows), not one
-    init whose search picks among pretraining lengths; random init, the same in both, stays one row."""
-    def run(name, init, seed, val, error, steps, lr=1e-3, mode="finetune", noise=0.0):
+    init whose search picks among pretraining lengths; random init, the same in both, stays one row. So are a
+    denoising SA and an SA with the adaptation stage (whose pretraining row is the adapted one; the pretraining it
+    starts from is the plain SA's)."""
+    def run(name, init, seed, val, error, steps, lr=1e-3, mode="finetune", noise=0.0, adapt=0, part=""):
         folder = tmp_path / "logs" / name / str(seed)
-        (folder / ".hydra").mkdir(parents=True)
+        (folder / ".hydra").mkdir(parents=True, exist_ok=True)
         cfg = {"data": {"name": "rt"}, "objective": {"name": init if init != "random" else "sa"}, "seed": seed,
                "mode": {"name": mode}, "model": {"backbone": {"num_layers": 1, "hidden_dim": 256}},
                "finetune": {"lr": lr}, "pretrain": {"max_steps": steps, "batch_size": 64, "lr": 2e-3}}
         cfg["objective"].update({"noise": noise} if noise or seed else {})  # runs of older code lack it: 0 alike
+        cfg["objective"].update({"adapt_steps": adapt, "adapt_lr": None} if adapt or seed else {})
         (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
-        result = ({"mode": "pretrain", "data": "rt", "objective": init, "val/loss": val} if mode == "pretrain" else
+        result = ({"mode": "pretrain", "data": "rt", "objective": init, "val/loss": val,
+                   "adapted": bool(adapt) and not part}
+                  if mode == "pretrain" else
                   {"mode": "finetune", "data": "rt", "init": init, "val/acc_best": val, "test/error": error})
-        (folder / "results.json").write_text(json.dumps(result))
+        (folder / part).mkdir(exist_ok=True)
+        (folder / part / "results.json").write_text(json.dumps(result))
 
     for seed in (0, 1):
         for steps, (val, error) in ((10000, (0.78, 22.0)), (30000, (0.80, 21.0))):
@@ -199,16 +205,26 @@ def test_inits_pretrained_for_longer_are_other_inits_each_searched_on_its_own(tm
         run("random", "random", seed, 0.70, 30.0, 5000 * (seed + 1))  # its pretraining settings are never used
         run("denoising", "sa", seed, 0.81, 20.0, 30000, noise=0.1)
         run("pretrain-denoising", "sa", seed, 2.5, None, 30000, mode="pretrain", noise=0.1)
+        run("adapted", "sa", seed, 0.82, 19.0, 10000, adapt=500)
+        # mode=pretrain with the stage: the adapted weights in the run, the pretraining they start from beside them
+        run("pretrain-adapted", "sa", seed, 0.9, None, 10000, mode="pretrain", adapt=500)
+        run("pretrain-adapted", "sa", seed, 1.0, None, 10000, mode="pretrain", adapt=500, part="pretrain-sa")
     md = (report([str(tmp_path / "logs")], out=str(tmp_path / "r")) / "report.md").read_text()
     md, search = md.split("## Fine-tuning search")
     search, pretraining = search.split("## Pretraining")
     for steps, error in ((10000, "22.00"), (30000, "21.00")):
-        head = f"| rt | finetune | sa pretrain.max_steps={steps} objective.noise=null | last | — | 1x256 | — | all |"
+        head = (f"| rt | finetune | sa pretrain.max_steps={steps} objective.noise=null objective.adapt_steps=null "
+                "| last | — | 1x256 | — | all |")
         assert cells(md, f"{head} finetune.lr=0.001 |")[9:12] == ["2", "0,1", f"{error} ± 0.00"]
         assert cells(search, head)[8:10] == ["finetune.lr=0.001", "2"]
-        assert cells(pretraining, f"| sa | rt | — | 1x256 | {steps} |")[5] == "2"
-    assert cells(md, "| rt | finetune | sa pretrain.max_steps=30000 objective.noise=0.1 | last |")[11] == "20.00 ± 0.00"
+    # the pretraining an adapted SA starts from is one more of the 10,000-step SA's
+    assert [cells(pretraining, f"| sa | rt | — | 1x256 | {steps} |")[5] for steps in (10000, 30000)] == ["4", "2"]
+    assert cells(md, "| rt | finetune | sa pretrain.max_steps=30000 objective.noise=0.1 objective.adapt_steps=null "
+                     "| last |")[11] == "20.00 ± 0.00"
     assert cells(pretraining, "| sa objective.noise=0.1 | rt | — | 1x256 | 30000 |")[5:7] == ["2", "2.500"]
+    assert cells(md, "| rt | finetune | sa pretrain.max_steps=10000 objective.noise=null objective.adapt_steps=500 "
+                     "| last |")[11] == "19.00 ± 0.00"
+    assert cells(pretraining, "| sa objective.adapt_steps=500 | rt | — | 1x256 | 10000 |")[5:7] == ["2", "0.900"]
     assert cells(md, "| rt | finetune | random | last | — | 1x256 | — | all | — |")[9] == "2"
 
 

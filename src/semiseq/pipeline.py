@@ -117,7 +117,7 @@ def pretrained(cfg: DictConfig, corpus: Corpus, objective: Objective, run_dir: P
             return path
         log.info("no cached %s weights for this config: pretraining them (cached as %s)", objective.name, path)
         start = pretrained(cfg, corpus, first, run_dir) if (first := objective.start()) else None
-        produced = objective.pretrain(cfg, corpus, run_dir / f"pretrain-{objective.name}", True, start)
+        produced = objective.pretrain(cfg, corpus, run_dir / objective.folder, True, start)
         return cache.store(path, produced, objective.key(cfg, corpus))
 
 

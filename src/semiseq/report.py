@@ -66,7 +66,8 @@ SETTINGS = ["finetune.lr", "finetune.head_lr", "finetune.max_epochs", "finetune.
 # are another start, not a fine-tuning choice the search may pick among) and in the pretraining table. pretrain.seed
 # tells them apart only where it is fixed (rt_cpu's 0); where it follows the seed, each seed pretrains its own. Of a
 # word2vec init only pretrain.seed (its vectors' seed) counts.
-PRETRAINING = ["pretrain.max_steps", "pretrain.batch_size", "pretrain.lr", "objective.noise", "pretrain.seed"]
+PRETRAINING = ["pretrain.max_steps", "pretrain.batch_size", "pretrain.lr", "objective.noise", "objective.adapt_steps",
+               "objective.adapt_lr", "pretrain.seed"]
 
 
 class Variant(NamedTuple):
@@ -135,6 +136,9 @@ def make_run(result: dict, cfg: dict, run_dir: Path | None = None, source: str |
         steps = "" if objective == "word2vec" else str(_get(cfg, "pretrain.max_steps") or "")
         if noise := _get(cfg, "objective.noise"):  # a denoising SA
             objective += f" objective.noise={noise}"
+        if result.get("adapted"):  # its stage on the task's text (the pretraining it starts from: a run of its own)
+            objective += "".join(f" objective.{k}={v}" for k in ("adapt_steps", "adapt_lr")
+                                 if (v := _get(cfg, f"objective.{k}")) is not None)
         return dict(run, key=Pretraining(objective, data, unlabeled, model, steps), loss=result.get("val/loss"),
                     ppl=result.get("val/ppl"), pretraining={"pretrain.seed": _get(cfg, "pretrain.seed")})
     error = result.get("test/error")

@@ -34,7 +34,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 def build_datamodule(cfg: DictConfig, corpus: Corpus, task: str) -> SequenceDataModule:
     """The batches of ``task``: pretraining's in the order of ``pretrain.seed`` (part of its cache key), never of the
     fine-tuning seed that happened to start it."""
-    stage, seed = (cfg.pretrain, cfg.pretrain.seed) if task == "pretrain" else (cfg.finetune, cfg.seed)
+    stage, seed = (cfg.pretrain, cfg.pretrain.seed) if task in ("pretrain", "adapt") else (cfg.finetune, cfg.seed)
     return SequenceDataModule(corpus, task, stage.batch_size, cfg.data.eval_batch_size, cfg.data.max_len,
                               cfg.data.bucket, cfg.data.num_workers, seed=seed,
                               text_batch_size=cfg.mode.get("text_batch_size"))

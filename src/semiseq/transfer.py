@@ -1,5 +1,6 @@
 """Weight transfer: copy the pretrained backbone (embedding + LSTM) into a classifier, by name,
-with its shapes and vocabulary checked (and, for joint training, the objective's output layer too)."""
+with its shapes and vocabulary checked (and, for joint training, the objective's output layer too); or a whole
+pretrained network into a pretrainer that continues it (the adaptation stage)."""
 
 from __future__ import annotations
 
@@ -64,12 +65,8 @@ def check_vocab(ckpt_vocab: list[str], vocab: list[str], ckpt_name: str, data_na
         f"{len(vocab)}; they first differ at id {first} ({at(ckpt_vocab)} vs {at(vocab)}). {fix}")
 
 
-def load_backbone(model: nn.Module, path: str | Path, vocab: list[str], data_name: str = "?", objective=None) -> int:
-    """Copy every ``net.backbone.*`` tensor of the checkpoint into ``model`` (a task whose ``net`` has a
-    ``backbone``), and into a joint classifier's objective network (``aux``) the pretrained one's output layer
-    (``net.output.*``), so that the loss it keeps on starts where pretraining left it. With ``objective`` (a
-    :class:`semiseq.objectives.Objective`), the checkpoint must hold its weights. Returns the number of tensors
-    copied."""
+def pretrained_checkpoint(path: str | Path, vocab: list[str], data_name: str = "?", objective=None) -> dict:
+    """The checkpoint at ``path``, refused unless it holds ``objective``'s weights (when given) on ``vocab``."""
     ckpt = read_checkpoint(path)
     kind = ckpt["semiseq"].get("kind")
     if objective is not None and kind != objective.name:
@@ -79,6 +76,29 @@ def load_backbone(model: nn.Module, path: str | Path, vocab: list[str], data_nam
                             f"{objective.name} asks; {other}leave init.checkpoint=null to train {objective.name} "
                             "weights on this data")
     check_vocab(ckpt["semiseq"]["vocab"], vocab, str(path), data_name)
+    return ckpt
+
+
+def load_network(model: nn.Module, path: str | Path, vocab: list[str], data_name: str = "?", objective=None) -> int:
+    """Copy every tensor of the pretraining checkpoint into ``model``, a pretrainer of the same network (the
+    adaptation stage continues that pretraining); returns the number of tensors copied."""
+    ckpt = pretrained_checkpoint(path, vocab, data_name, objective)
+    source, state = ckpt["state_dict"], model.state_dict()
+    if differ := sorted(set(state) ^ set(source)) or [k for k in state if state[k].shape != source[k].shape]:
+        raise TransferError(f"checkpoint {path} holds another network than this pretraining's (they first differ at "
+                            f"{differ[0]}); start from weights pretrained with the same model.* and objective settings")
+    model.load_state_dict(source)
+    log.info("initialised the whole %s network (%d tensors) from %s", ckpt["semiseq"]["kind"], len(state), path)
+    return len(state)
+
+
+def load_backbone(model: nn.Module, path: str | Path, vocab: list[str], data_name: str = "?", objective=None) -> int:
+    """Copy every ``net.backbone.*`` tensor of the checkpoint into ``model`` (a task whose ``net`` has a
+    ``backbone``), and into a joint classifier's objective network (``aux``) the pretrained one's output layer
+    (``net.output.*``), so that the loss it keeps on starts where pretraining left it. With ``objective`` (a
+    :class:`semiseq.objectives.Objective`), the checkpoint must hold its weights. Returns the number of tensors
+    copied."""
+    ckpt = pretrained_checkpoint(path, vocab, data_name, objective)
     source = {k: v for k, v in ckpt["state_dict"].items() if k.startswith(PREFIX)}
     if not source:
         raise TransferError(f"checkpoint {path} holds no backbone tensors ({PREFIX}*)")

@@ -60,15 +60,18 @@ class BucketBatchSampler(Sampler[list[int]]):
 
 
 class SequenceDataModule(L.LightningDataModule):
-    """Serves a :class:`Corpus` to a pretraining (text only), classification or joint task. A joint
+    """Serves a :class:`Corpus` to a pretraining (text only), an adaptation (a pretraining on the training texts
+    alone: ``objective.adapt_steps``), a classification or a joint task. A joint
     training batch is ``{"labeled": ..., "unlabeled": ...}``: each labeled batch of an epoch comes with
     a batch of ``text_batch_size`` pretraining texts (the epoch ends with the shorter of the two)."""
 
-    TASKS = ("pretrain", "classify", "joint")
+    TASKS = ("pretrain", "adapt", "classify", "joint")
     # The splits each task's fit reads ("pretrain": unlabeled + train text), refused up front when empty. A
     # classifier is fitted to be tested: an empty test split then stops it before training, not after.
-    NEEDS = {"pretrain": ("pretrain", "val"), "classify": ("train", "val", "test"), "joint": ("train", "val", "test")}
-    READERS = {"pretrain": "pretraining", "classify": "fine-tuning", "joint": "joint training"}
+    NEEDS = {"pretrain": ("pretrain", "val"), "adapt": ("train", "val"), "classify": ("train", "val", "test"),
+             "joint": ("train", "val", "test")}
+    READERS = {"pretrain": "pretraining", "adapt": "adaptation to the training texts", "classify": "fine-tuning",
+               "joint": "joint training"}
 
     def __init__(self, corpus: Corpus, task: str, batch_size: int, eval_batch_size: int = 256,
                  max_len: int | None = None, bucket: bool = True, num_workers: int = 0, seed: int = 0,
@@ -117,11 +120,14 @@ class SequenceDataModule(L.LightningDataModule):
             return CombinedLoader({"labeled": self._loader(self.corpus.supervised("train"), train=True),
                                    "unlabeled": self._loader(self.corpus.pretrain_text(), True, self.text_batch_size)},
                                   mode="min_size")
-        data = self.corpus.pretrain_text() if self.task == "pretrain" else self.corpus.supervised("train")
-        return self._loader(data, train=True)
+        if self.task == "pretrain":
+            return self._loader(self.corpus.pretrain_text(), train=True)
+        # adapt: every training text, those a label budget leaves out of fine-tuning too
+        return self._loader(self.corpus.train if self.task == "adapt" else self.corpus.supervised("train"), train=True)
 
     def val_dataloader(self) -> DataLoader:  # fine-tuning selects its epoch on the validation labels it may use
-        return self._loader(self.corpus.val if self.task == "pretrain" else self.corpus.supervised("val"), train=False)
+        text = self.task in ("pretrain", "adapt")
+        return self._loader(self.corpus.val if text else self.corpus.supervised("val"), train=False)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.corpus.test, train=False)

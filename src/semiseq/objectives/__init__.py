@@ -9,6 +9,7 @@ training adds to a classifier.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from semiseq.data import Corpus
 from semiseq.resume import LastCheckpoint, resume_checkpoint
 from semiseq.stage import build_datamodule, build_trainer, early_stopping, shortened
 from semiseq.tasks import Pretrainer
-from semiseq.transfer import load_backbone
+from semiseq.transfer import load_backbone, load_network
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,11 @@ class Objective:
         """The objective whose weights this one's pretraining starts from (the pipeline gets them first), or None."""
         return None
 
+    @property
+    def folder(self) -> str:
+        """The folder of a run its pretraining goes into when a fine-tuning (or a later stage) starts it."""
+        return f"pretrain-{self.name}"
+
     def pretrain(self, cfg: DictConfig, corpus: Corpus, run_dir: Path, one_device: bool = False,
                  start: Path | None = None) -> Path:
         """Pretrain on ``corpus``'s pretraining text (from the weights ``start``: those of :meth:`start`); returns a
@@ -64,21 +70,53 @@ class NetworkObjective(Objective):
     """A per-token loss of a network around the backbone (``network``: built from the backbone, the dropout
     on its outputs and ``model.output``), trained with Lightning by :class:`semiseq.tasks.Pretrainer`.
     ``embeddings='word2vec'`` starts its embedding from word2vec vectors trained on the same text;
-    ``freeze_embeddings`` keeps them as they are while the rest of the network pretrains."""
+    ``freeze_embeddings`` keeps them as they are while the rest of the network pretrains.
+
+    ``adapt_steps`` > 0 adds ULMFiT's second stage (Howard & Ruder 2018, target-task LM fine-tuning): the whole
+    network pretrained as above (its own cache entry, shared with the objective without this stage) trains this
+    many more steps on the labeled dataset's training texts alone (their labels unused), at ``adapt_lr`` (null:
+    ``pretrain.lr``), with the rest of ``pretrain``'s recipe."""
 
     network: ClassVar[type[nn.Module]]
 
-    def __init__(self, name: str, embeddings: str | None = None, freeze_embeddings: bool = False):
+    def __init__(self, name: str, embeddings: str | None = None, freeze_embeddings: bool = False,
+                 adapt_steps: int = 0, adapt_lr: float | None = None):
         if embeddings not in (None, "word2vec"):
             raise SemiseqError(f"objective.embeddings={embeddings!r} is not an option; choose word2vec or null")
         if freeze_embeddings and not embeddings:
             raise SemiseqError("objective.freeze_embeddings=true keeps the vectors pretraining starts from, and "
                                "objective.embeddings is null (random ones); pass objective.embeddings=word2vec")
+        if isinstance(adapt_steps, bool) or not isinstance(adapt_steps, int) or adapt_steps < 0:
+            raise SemiseqError(f"objective.adapt_steps={adapt_steps!r} is a number of steps on the task's own text; "
+                               "pass 0 (none) or a positive integer")
+        if adapt_lr is not None and not adapt_steps:
+            raise SemiseqError(f"objective.adapt_lr={adapt_lr} is the rate of the adaptation steps, and "
+                               "objective.adapt_steps is 0; pass objective.adapt_steps=N, or leave adapt_lr null")
+        if adapt_lr is not None and (isinstance(adapt_lr, bool) or not isinstance(adapt_lr, (int, float))
+                                     or not adapt_lr > 0):
+            raise SemiseqError(f"objective.adapt_lr={adapt_lr!r} is a learning rate; pass a positive number, or null "
+                               "for pretrain.lr")
         super().__init__(name, **({"embeddings": embeddings} if embeddings else {}),  # null / false: the key as before
-                         **({"freeze_embeddings": True} if freeze_embeddings else {}))
+                         **({"freeze_embeddings": True} if freeze_embeddings else {}),
+                         **({"adapt_steps": adapt_steps} if adapt_steps else {}),
+                         **({"adapt_lr": float(adapt_lr)} if adapt_lr is not None else {}))
+
+    @property
+    def adapts(self) -> bool:
+        """Whether this pretraining is the adaptation stage on the task's text (``adapt_steps`` > 0)."""
+        return bool(self.settings.get("adapt_steps"))
+
+    @property
+    def folder(self) -> str:
+        return f"{super().folder}-adapted" if self.adapts else super().folder
 
     def start(self) -> Objective | None:
-        """The objective whose weights this one's pretraining starts from (``embeddings``), or None."""
+        """The objective whose weights this one's pretraining starts from: without the adaptation stage when
+        ``adapt_steps`` (the same objective, pretrained on all the text), else ``embeddings``'s, or None."""
+        if self.adapts:
+            general = copy.copy(self)
+            general.settings = {k: v for k, v in self.settings.items() if k not in ("adapt_steps", "adapt_lr")}
+            return general
         if self.settings.get("embeddings") != "word2vec":
             return None
         from semiseq.objectives.word2vec import Word2Vec
@@ -102,17 +140,19 @@ class NetworkObjective(Objective):
         return {}
 
     def task(self, cfg: DictConfig, corpus: Corpus) -> Pretrainer:
-        """The LightningModule that pretrains ``network`` with ``cfg.pretrain``'s recipe."""
+        """The LightningModule that pretrains ``network`` with ``cfg.pretrain``'s recipe (adapting: at ``adapt_lr``)."""
+        lr = self.settings.get("adapt_lr") or cfg.pretrain.lr
         return Pretrainer(self.name, self.network_path, **network_hparams(cfg, corpus),
-                          output=plain(cfg.model.output), lr=cfg.pretrain.lr, weight_decay=cfg.pretrain.weight_decay,
+                          output=plain(cfg.model.output), lr=lr, weight_decay=cfg.pretrain.weight_decay,
                           grad_clip=cfg.pretrain.grad_clip, tbptt_steps=cfg.pretrain.tbptt_steps,
                           freeze_embedding=self.settings.get("freeze_embeddings", False),
                           network_options=self.network_options)
 
     def pretrain(self, cfg: DictConfig, corpus: Corpus, run_dir: Path, one_device: bool = False,
                  start: Path | None = None) -> Path:
-        """Pretrain with ``cfg.pretrain``'s recipe, from the backbone tensors of checkpoint ``start`` when given; when
-        the run resumes, continue from ``run_dir/checkpoints/last.ckpt`` (or return the finished result).
+        """Pretrain with ``cfg.pretrain``'s recipe, from the backbone tensors of checkpoint ``start`` when given (the
+        adaptation stage: from its whole network, for ``adapt_steps`` on the training texts); when the run resumes,
+        continue from ``run_dir/checkpoints/last.ckpt`` (or return the finished result).
         ``one_device``: in this process on one device, whatever ``cfg.trainer`` says (no DDP processes)."""
         path = run_dir / "checkpoints" / "pretrained.ckpt"
         if cfg.get("resume") and (run_dir / "results.json").is_file() and path.is_file():
@@ -124,9 +164,10 @@ class NetworkObjective(Objective):
         L.seed_everything(cfg.pretrain.seed, workers=True)
         task = self.task(cfg, corpus)
         if start is not None:
-            load_backbone(task, start, corpus.vocab.itos, corpus.name, self.start())
-        loggers = tracking.make_loggers(cfg, run_dir, "pretrain", [corpus.name, f"objective:{self.name}"])
-        steps = cfg.pretrain.max_steps
+            (load_network if self.adapts else load_backbone)(task, start, corpus.vocab.itos, corpus.name, self.start())
+        loggers = tracking.make_loggers(cfg, run_dir, "pretrain", [corpus.name, f"objective:{self.name}",
+                                                                   *(["adapted"] if self.adapts else [])])
+        steps = self.settings["adapt_steps"] if self.adapts else cfg.pretrain.max_steps
         every = cfg.checkpoints.pretrain_every_n_steps or cfg.pretrain.val_every_n_steps
         last = LastCheckpoint(run_dir / "checkpoints", every, every_epoch=False, keep=cfg.checkpoints.keep_last)
         callbacks = [last, *early_stopping(cfg.pretrain.early_stopping_patience, "val/loss", "min")]
@@ -135,12 +176,13 @@ class NetworkObjective(Objective):
                                 check_val_every_n_epoch=None,  # the Pretrainer clips its own gradients
                                 **(dict(devices=1, num_nodes=1, strategy="auto") if one_device else {}))
         start = time.perf_counter()
-        trainer.fit(task, build_datamodule(cfg, corpus, "pretrain"), ckpt_path=resume_checkpoint(cfg, run_dir),
-                    weights_only=True)
+        trainer.fit(task, build_datamodule(cfg, corpus, "adapt" if self.adapts else "pretrain"),
+                    ckpt_path=resume_checkpoint(cfg, run_dir), weights_only=True)
         trainer.save_checkpoint(path, weights_only=True)  # weights, hparams, vocabulary: what transfer needs
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         if trainer.is_global_zero:  # DDP: one process writes (the metrics are every process's already)
             write_json(run_dir / "results.json", {"mode": "pretrain", "objective": self.name, "checkpoint": str(path),
+                                                  "adapted": self.adapts,
                                                   "last_checkpoint": last.result_path,
                                                   "steps": trainer.global_step, "world_size": trainer.world_size,
                                                   "wall_s": time.perf_counter() - start, **metrics})

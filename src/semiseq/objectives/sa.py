@@ -59,10 +59,10 @@ class SA(NetworkObjective):
     network = SequenceAutoencoder
 
     def __init__(self, name: str, embeddings: str | None = None, freeze_embeddings: bool = False,
-                 noise: float = 0.0):
+                 noise: float = 0.0, adapt_steps: int = 0, adapt_lr: float | None = None):
         if not 0 <= noise < 1:
             raise SemiseqError(f"objective.noise={noise} is the probability of replacing a token; pass one in [0, 1)")
-        super().__init__(name, embeddings, freeze_embeddings)
+        super().__init__(name, embeddings, freeze_embeddings, adapt_steps, adapt_lr)
         if noise:  # 0: the key as before
             self.settings["noise"] = noise
 
