@@ -164,15 +164,18 @@ def test_sa_decoder_starts_from_the_encoder_state(smoke_run, tmp_path):
     assert from_state / count < 1.5 and from_state < 0.6 * from_zeros, (from_state / count, from_zeros / count)
 
 
-def test_the_adaptation_stage_continues_the_whole_pretrained_network_on_the_training_texts(smoke_run, tmp_path):
-    """objective.adapt_steps (ULMFiT's target-task stage): a fine-tuning pretrains the SA on all the text into the
-    entry the SA without the stage uses, then continues that whole network (output layer too) for adapt_steps steps
-    at adapt_lr on the training texts alone (none of the other unlabeled text), and fine-tunes from the result."""
-    cfg, corpus = smoke_run("objective=sa", "objective.adapt_steps=6", "objective.adapt_lr=0.02", "pretrain.lr=3e-3",
-                            probe(PretrainingStages))
+@pytest.mark.parametrize("objective", ["sa", "lm"])
+def test_the_adaptation_stage_continues_the_whole_pretrained_network_on_the_training_texts(smoke_run, tmp_path,
+                                                                                           objective):
+    """objective.adapt_steps (ULMFiT's target-task stage): a fine-tuning pretrains the SA (LM) on all the text into
+    the entry the one without the stage uses, then continues that whole network (output layer too) for adapt_steps
+    steps at adapt_lr on the training texts alone (none of the other unlabeled text), and fine-tunes from the
+    result."""
+    cfg, corpus = smoke_run(f"objective={objective}", "objective.adapt_steps=6", "objective.adapt_lr=0.02",
+                            "pretrain.lr=3e-3", probe(PretrainingStages))
     result = pipeline.finetune(cfg, corpus, tmp_path / "ft")
     general, adapted = PretrainingStages.seen
-    plain, _ = smoke_run("objective=sa", "pretrain.lr=3e-3")
+    plain, _ = smoke_run(f"objective={objective}", "pretrain.lr=3e-3")
     shared = pipeline.cache_entry(plain, corpus, pipeline.build_objective(plain))
     assert shared.is_file() and Path(result["init_checkpoint"]) != shared
     pretrained = torch.load(shared, weights_only=True)["state_dict"]
@@ -184,7 +187,7 @@ def test_the_adaptation_stage_continues_the_whole_pretrained_network_on_the_trai
     others = {tuple(corpus.unlabeled[i][0].tolist()) for i in range(len(corpus.unlabeled))} - train
     assert adapted["batches"] == 6 and set(adapted["texts"]) == train  # 40 texts, batches of 32: every one
     assert others and others & set(general["texts"])
-    steps = json.loads((tmp_path / "ft" / "pretrain-sa-adapted" / "results.json").read_text())["steps"]
+    steps = json.loads((tmp_path / "ft" / f"pretrain-{objective}-adapted" / "results.json").read_text())["steps"]
     assert steps == 6
     final = torch.load(result["init_checkpoint"], weights_only=True)["state_dict"]
     assert not torch.equal(final["net.output.weight"], pretrained["net.output.weight"])  # adapted: it moved
